@@ -1,1 +1,167 @@
-//! placeholder
+//! Sans-IO OAuth 2.0 client-credentials tokens for booking-platform APIs.
+//!
+//! `token-core` knows how each provider wants its token requested (Bookable, bookingtime,
+//! Octorate octotable, BookyFlow, any RFC 6749 endpoint), how to read whatever their endpoints
+//! answer, and when a cached token must be refreshed. It does no IO: it emits
+//! `http::Request<Vec<u8>>` values and consumes `http::Response<Vec<u8>>` values, and it never
+//! reads a clock: time is an argument. The transports (`transport-ureq`, `transport-reqwest`)
+//! own the sockets and the clock; everything they decide comes from here, so it is tested here,
+//! deterministically.
+//!
+//! # Two layers
+//! - **Protocol**: [`presets`] and [`ClientConfig`] build requests
+//!   ([`ClientConfig::token_request`]); [`parse_token_response`] turns any response into a
+//!   [`TokenResponse`] or a typed [`Error`].
+//! - **Lifecycle**: [`TokenManager`] caches tokens per [`TokenKey`], refreshes them early,
+//!   keeps at most one request in flight per key, backs off after failures, invalidates
+//!   precisely, and runs bookingtime's refresh-token chain. See the [`manager`] module for the
+//!   time contract and the refresh rule.
+//!
+//! # The drive loop
+//! A driver feeds the manager commands and inputs, then drains [`TokenManager::poll_output`]
+//! until [`Output::Timeout`]: send each [`Output::Send`], wake callers on each [`Output::Event`],
+//! and call [`TokenManager::handle_timeout`] at the timeout. Here the "network" is a closure:
+//!
+//! ```
+//! use std::time::{Duration, Instant, SystemTime};
+//! use token_core::{
+//!     presets, ClientSecret, Credentials, Lookup, ManagerConfig, Output, TokenKey, TokenManager,
+//! };
+//!
+//! // A fake token endpoint: always hands out a one-hour token.
+//! let endpoint = |request: &http::Request<Vec<u8>>| {
+//!     assert_eq!(request.method(), http::Method::POST);
+//!     http::Response::builder()
+//!         .status(200)
+//!         .body(br#"{"access_token":"eyJ.fake.token","expires_in":3600,"token_type":"Bearer"}"#.to_vec())
+//!         .unwrap()
+//! };
+//!
+//! let config = presets::bookable_sandbox(Credentials::new("id", ClientSecret::new("secret")))
+//!     .build()?;
+//! let mut manager = TokenManager::new(ManagerConfig::default());
+//! let key = TokenKey::new(manager.register(config));
+//!
+//! let start = Instant::now(); // the driver owns the clock; the core never reads it
+//! let mut now = start;
+//! let token = loop {
+//!     match manager.request(now, &key)? {
+//!         Lookup::Ready(token) => break token,
+//!         Lookup::Failed { error, .. } => panic!("{error}"),
+//!         Lookup::Pending => {}
+//!     }
+//!     // Drain the output: send requests, hand back responses.
+//!     loop {
+//!         match manager.poll_output(now) {
+//!             Output::Send(send) => {
+//!                 let response = endpoint(&send.request);
+//!                 manager.handle_response(now, SystemTime::now(), send.id, response)?;
+//!             }
+//!             Output::Event(_) => {} // wake waiters here
+//!             Output::Timeout(at) => {
+//!                 assert!(at > now);
+//!                 break;
+//!             }
+//!         }
+//!     }
+//! };
+//! assert_eq!(token.access_token().secret(), "eyJ.fake.token");
+//! // Refresh starts 60 s before expiry; until then the token is served with no request.
+//! assert_eq!(token.refresh_at() - start, Duration::from_secs(3540));
+//! now += Duration::from_secs(3000);
+//! assert!(matches!(manager.request(now, &key)?, Lookup::Ready(_)));
+//! assert!(matches!(manager.poll_output(now), Output::Timeout(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Using the protocol layer alone
+//! ```
+//! use token_core::{parse_token_response, presets, ClientSecret, Credentials, Grant};
+//!
+//! let config = presets::octorate(Credentials::new("my-id", ClientSecret::new("my-secret")))
+//!     .build()?;
+//! let request = config.token_request(Grant::ClientCredentials);
+//! assert_eq!(request.headers()["content-type"], "application/json");
+//! assert_eq!(request.headers()["accept"], "application/json");
+//!
+//! // Octorate says `type`, not `token_type`.
+//! let response = http::Response::builder()
+//!     .status(200)
+//!     .body(br#"{"access_token":"abc","expires_in":1440,"type":"Bearer"}"#.to_vec())?;
+//! let token = parse_token_response(&config, &response)?;
+//! assert_eq!(token.access_token().unwrap().secret(), "abc");
+//! assert_eq!(token.expires_in(), Some(std::time::Duration::from_secs(1440)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Secrets
+//! [`ClientSecret`], [`AccessToken`] and [`RefreshToken`] print `[redacted]` from `Debug` and
+//! have no `Display`. Errors carry sanitized server text with the client secret redacted.
+//! Authorization headers built here are marked sensitive.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+pub mod jwt;
+pub mod manager;
+pub mod presets;
+mod request;
+mod response;
+mod secret;
+mod token;
+
+pub use config::{
+    BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,
+    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes,
+};
+pub use error::{
+    ApiMisuse, ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,
+    TransportErrorKind, TransportFailure,
+};
+pub use manager::{
+    ClientId, Event, Lookup, ManagerConfig, Output, RequestId, Target, TokenKey, TokenManager,
+    TokenRequest,
+};
+pub use request::Grant;
+pub use response::{LifetimeSource, TokenResponse, TokenType, parse_token_response};
+pub use secret::{AccessToken, ClientSecret, RefreshToken};
+pub use token::Token;
+
+/// Entry points for the fuzz targets and their corpus replay. Not part of the public API.
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a token response from raw parts; must never panic.
+    pub fn parse_token_response(status: u16, retry_after: Option<&[u8]>, body: &[u8]) {
+        let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+            headers.insert(http::header::RETRY_AFTER, value);
+        }
+        if let Ok(response) =
+            crate::response::parse_parts(status, &headers, body, 64 * 1024, &["s"])
+        {
+            let _ = response.lifetime(std::time::UNIX_EPOCH, std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// Parses a body as an error response (non-2xx status); must never panic.
+    pub fn parse_error_response(body: &[u8]) {
+        let _ = crate::response::parse_parts(
+            http::StatusCode::BAD_REQUEST,
+            &http::HeaderMap::new(),
+            body,
+            64 * 1024,
+            &["s"],
+        );
+    }
+
+    /// Extracts JWT time claims; must never panic.
+    pub fn jwt_times(data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = crate::jwt::jwt_times(text);
+        }
+    }
+}

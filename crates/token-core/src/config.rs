@@ -1,0 +1,730 @@
+//! Client configuration: where the token endpoint is, who the client is, and the provider's
+//! dialect (body encoding, client authentication, audience, scopes, quirks).
+//!
+//! Build one with a preset from [`presets`](crate::presets) or with
+//! [`ClientConfig::builder`] for any RFC 6749 endpoint.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Uri};
+
+use crate::error::ConfigError;
+use crate::secret::ClientSecret;
+
+/// Default cap on a token response body: 64 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A client id and (optional) secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    client_id: String,
+    client_secret: Option<ClientSecret>,
+}
+
+impl Credentials {
+    /// A confidential client: id and secret.
+    pub fn new(client_id: impl Into<String>, client_secret: ClientSecret) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Some(client_secret),
+        }
+    }
+
+    /// A client without a secret (bookingtime's Module API).
+    pub fn without_secret(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+        }
+    }
+
+    /// Reads `{PREFIX}_CLIENT_ID` and `{PREFIX}_CLIENT_SECRET` from the environment, e.g.
+    /// `Credentials::from_env("BOOKABLE")`. The error names the variable that is missing.
+    pub fn from_env(prefix: &str) -> Result<Self, ConfigError> {
+        Self::from_lookup(prefix, |name| std::env::var_os(name))
+    }
+
+    /// Reads `{PREFIX}_CLIENT_ID` only (clients without a secret).
+    pub fn id_from_env(prefix: &str) -> Result<Self, ConfigError> {
+        let id = lookup_var(&format!("{prefix}_CLIENT_ID"), |n| std::env::var_os(n))?;
+        Ok(Self::without_secret(id))
+    }
+
+    /// Like [`Credentials::from_env`] with a custom variable lookup (for tests and config
+    /// systems).
+    pub fn from_lookup(
+        prefix: &str,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        let id = lookup_var(&format!("{prefix}_CLIENT_ID"), &lookup)?;
+        let secret = lookup_var(&format!("{prefix}_CLIENT_SECRET"), &lookup)?;
+        Ok(Self::new(id, ClientSecret::new(secret)))
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client secret, if any.
+    pub fn client_secret(&self) -> Option<&ClientSecret> {
+        self.client_secret.as_ref()
+    }
+}
+
+fn lookup_var(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<String, ConfigError> {
+    let value = lookup(name).ok_or_else(|| ConfigError::MissingEnv(name.to_owned()))?;
+    let value = value
+        .into_string()
+        .map_err(|_| ConfigError::InvalidEnv(name.to_owned()))?;
+    if value.trim().is_empty() {
+        return Err(ConfigError::MissingEnv(name.to_owned()));
+    }
+    Ok(value)
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .finish()
+    }
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the request body (`client_secret_post`).
+    RequestBody,
+    /// HTTP Basic with the form-urlencoded id and secret (`client_secret_basic`).
+    BasicAuth,
+}
+
+/// How the token request body is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyEncoding {
+    /// `application/json` (Bookable, bookingtime, Octorate).
+    Json,
+    /// `application/x-www-form-urlencoded` (RFC 6749, BookyFlow).
+    Form,
+}
+
+/// Which provider a configuration speaks to. Selects response quirks and defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// Bookable production.
+    Bookable,
+    /// Bookable sandbox.
+    BookableSandbox,
+    /// Bookable's older Auth0 tenant.
+    BookableAuth0,
+    /// bookingtime App API (client id and secret).
+    BookingtimeApp,
+    /// bookingtime Module API (client id, no secret).
+    BookingtimeModule,
+    /// Octorate octotable.
+    Octorate,
+    /// BookyFlow (self-hosted).
+    BookyFlow,
+    /// Any RFC 6749 client-credentials endpoint.
+    Generic,
+}
+
+impl Provider {
+    /// A short stable name, e.g. `"bookable-sandbox"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bookable => "bookable",
+            Self::BookableSandbox => "bookable-sandbox",
+            Self::BookableAuth0 => "bookable-auth0",
+            Self::BookingtimeApp => "bookingtime",
+            Self::BookingtimeModule => "bookingtime-module",
+            Self::Octorate => "octorate",
+            Self::BookyFlow => "bookyflow",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a client turns credentials into an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Flow {
+    /// One request: `grant_type=client_credentials` returns the access token.
+    ClientCredentials,
+    /// bookingtime's chain: `client_credentials` returns a long-lived refresh token; then
+    /// `grant_type=refresh_token` plus `{parameter}=<organization id>` returns an access token for
+    /// that organization. Every [`TokenKey`](crate::TokenKey) of such a client names an
+    /// organization.
+    OrganizationExchange {
+        /// The body parameter that carries the organization id (`organization_id`).
+        parameter: String,
+    },
+}
+
+/// A set of scopes; space-joined on the wire (RFC 6749 §3.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses a space-separated scope string.
+    pub fn parse(s: &str) -> Self {
+        s.split_ascii_whitespace().collect()
+    }
+
+    /// True when there are no scopes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `scope` is in the set.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// Iterates the scopes in sorted order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// The number of scopes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Scopes {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .flat_map(|s| {
+                    s.as_ref()
+                        .split_ascii_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated client configuration. Immutable; build it with a preset or
+/// [`ClientConfig::builder`].
+///
+/// Two configurations that are equal get the same tokens; everything that can make a token
+/// different (endpoint, client id and secret, audience, scopes, parameters, headers, flow) takes
+/// part in equality, so caches and single flight keyed by it can never mix tokens up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub(crate) provider: Provider,
+    pub(crate) token_url: Uri,
+    pub(crate) credentials: Credentials,
+    pub(crate) auth: ClientAuth,
+    pub(crate) body: BodyEncoding,
+    pub(crate) audience: Option<String>,
+    pub(crate) scopes: Scopes,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) api_headers: HeaderMap,
+    pub(crate) flow: Flow,
+    pub(crate) default_lifetime: Duration,
+    pub(crate) refresh_window: Option<Duration>,
+    pub(crate) max_body_bytes: usize,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("provider", &self.provider)
+            .field("token_url", &self.token_url)
+            .field("credentials", &self.credentials)
+            .field("auth", &self.auth)
+            .field("body", &self.body)
+            .field("audience", &self.audience)
+            .field("scopes", &self.scopes)
+            .field(
+                "params",
+                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("api_headers", &self.api_headers.keys().collect::<Vec<_>>())
+            .field("flow", &self.flow)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("refresh_window", &self.refresh_window)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// A builder for any RFC 6749 client-credentials endpoint. Defaults: form body, HTTP Basic
+    /// client authentication (the method RFC 6749 §2.3.1 requires servers to support), no
+    /// audience, no scopes, a 1-hour lifetime when the response says nothing, HTTPS only.
+    pub fn builder(token_url: impl Into<String>, credentials: Credentials) -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            provider: Provider::Generic,
+            token_url: token_url.into(),
+            credentials,
+            auth: ClientAuth::BasicAuth,
+            body: BodyEncoding::Form,
+            audience: None,
+            scopes: Vec::new(),
+            params: Vec::new(),
+            headers: Vec::new(),
+            api_headers: Vec::new(),
+            flow: Flow::ClientCredentials,
+            default_lifetime: Duration::from_secs(3600),
+            refresh_window: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allow_insecure_http: false,
+            scopes_required: false,
+        }
+    }
+
+    /// The provider this configuration speaks to.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Uri {
+        &self.token_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.credentials.client_id
+    }
+
+    /// The credentials.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Client authentication method.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.auth
+    }
+
+    /// Request body encoding.
+    pub fn body_encoding(&self) -> BodyEncoding {
+        self.body
+    }
+
+    /// The `audience` parameter, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
+    /// The requested scopes.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// The flow.
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// Headers added to API requests next to `Authorization` (e.g. BookyFlow's channel).
+    pub fn api_headers(&self) -> &HeaderMap {
+        &self.api_headers
+    }
+
+    /// Lifetime assumed when a response has neither `expires_in` nor a JWT `exp`.
+    pub fn default_lifetime(&self) -> Duration {
+        self.default_lifetime
+    }
+
+    /// Per-client refresh window overriding the manager's, if set.
+    pub fn refresh_window(&self) -> Option<Duration> {
+        self.refresh_window
+    }
+
+    /// Cap on a token response body, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Strings that must never appear in errors or logs derived from this client's traffic.
+    pub(crate) fn redactions(&self) -> Vec<&str> {
+        self.credentials
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Builds a [`ClientConfig`]. Every setter consumes and returns the builder; [`build`] validates.
+///
+/// [`build`]: ClientConfigBuilder::build
+#[derive(Clone)]
+#[must_use]
+pub struct ClientConfigBuilder {
+    provider: Provider,
+    token_url: String,
+    credentials: Credentials,
+    auth: ClientAuth,
+    body: BodyEncoding,
+    audience: Option<String>,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    api_headers: Vec<(String, String)>,
+    flow: Flow,
+    default_lifetime: Duration,
+    refresh_window: Option<Duration>,
+    max_body_bytes: usize,
+    allow_insecure_http: bool,
+    scopes_required: bool,
+}
+
+impl fmt::Debug for ClientConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfigBuilder")
+            .field("provider", &self.provider)
+            .field("token_url", &self.token_url)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfigBuilder {
+    pub(crate) fn provider(mut self, provider: Provider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    pub(crate) fn require_scopes(mut self) -> Self {
+        self.scopes_required = true;
+        self
+    }
+
+    /// Overrides the token endpoint (tests, proxies, self-hosting).
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = url.into();
+        self
+    }
+
+    /// Sets the client authentication method.
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets the request body encoding.
+    pub fn body_encoding(mut self, body: BodyEncoding) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// Sets the `audience` parameter.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Adds scopes (each item may itself be space-separated).
+    pub fn scopes<S: AsRef<str>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes
+            .extend(scopes.into_iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    /// Adds an extra body parameter.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds an extra header to token requests.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header to API requests decorated with this client's tokens.
+    pub fn api_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.api_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// BookyFlow Channel Management Framework: API requests carry
+    /// `X-BOOKYFLOW-channel-name: <name>` (announce the channel first).
+    pub fn bookyflow_channel(self, name: impl Into<String>) -> Self {
+        self.api_header("X-BOOKYFLOW-channel-name", name)
+    }
+
+    /// Sets the flow.
+    pub fn flow(mut self, flow: Flow) -> Self {
+        self.flow = flow;
+        self
+    }
+
+    /// Lifetime assumed when a response has neither `expires_in` nor a JWT `exp`.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// Refresh this client's tokens `window` before they expire, overriding the manager's
+    /// window (e.g. 300 s, as Bookable's older page does). Still clamped for short-lived tokens.
+    pub fn refresh_window(mut self, window: Duration) -> Self {
+        self.refresh_window = Some(window);
+        self
+    }
+
+    /// Caps the token response body (default 64 KiB).
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Allows `http://` token URLs to hosts that are not loopback. Off by default: the client
+    /// secret would cross the network in clear text.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Validates and builds the configuration.
+    pub fn build(self) -> Result<ClientConfig, ConfigError> {
+        let token_url = validate_token_url(&self.token_url, self.allow_insecure_http)?;
+        if self.credentials.client_id.is_empty() {
+            return Err(ConfigError::Missing("client id"));
+        }
+        let scopes: Scopes = self.scopes.iter().collect();
+        if self.scopes_required && scopes.is_empty() {
+            return Err(ConfigError::Missing(
+                "scopes (this provider requires `scope`)",
+            ));
+        }
+        if self.default_lifetime.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "default_lifetime",
+                reason: "must be positive",
+            });
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "max_body_bytes",
+                reason: "must be positive",
+            });
+        }
+        if let Flow::OrganizationExchange { parameter } = &self.flow {
+            if parameter.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "flow",
+                    reason: "organization parameter name is empty",
+                });
+            }
+        }
+        Ok(ClientConfig {
+            provider: self.provider,
+            token_url,
+            credentials: self.credentials,
+            auth: self.auth,
+            body: self.body,
+            audience: self.audience,
+            scopes,
+            params: self.params,
+            headers: header_map(&self.headers)?,
+            api_headers: header_map(&self.api_headers)?,
+            flow: self.flow,
+            default_lifetime: self.default_lifetime,
+            refresh_window: self.refresh_window,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+}
+
+fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, ConfigError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidHeader {
+                name: crate::error::sanitize(name, 64, &[]),
+                reason: "not a valid header name",
+            })?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| ConfigError::InvalidHeader {
+            name: name.clone(),
+            reason: "value has characters a header cannot carry",
+        })?;
+        if header == http::header::AUTHORIZATION {
+            value.set_sensitive(true);
+        }
+        map.append(header, value);
+    }
+    Ok(map)
+}
+
+/// Parses a token URL and enforces HTTPS except to loopback hosts (or when opted out).
+pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
+    let invalid = |reason| ConfigError::InvalidUrl {
+        url: crate::error::sanitize(strip_userinfo(url), 200, &[]),
+        reason,
+    };
+    let uri: Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
+    let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("must not contain user info (credentials)"));
+    }
+    if authority.host().is_empty() {
+        return Err(invalid("has no host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
+        Some("http") => Err(ConfigError::InsecureUrl {
+            url: crate::error::sanitize(url, 200, &[]),
+        }),
+        _ => Err(invalid("scheme must be https (or http to loopback)")),
+    }
+}
+
+fn strip_userinfo(url: &str) -> &str {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => &url[at + 1..],
+        _ => url,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> Credentials {
+        Credentials::new("id", ClientSecret::new("shh-very-secret"))
+    }
+
+    #[test]
+    fn https_required_except_loopback() {
+        for ok in [
+            "https://auth.example.com/oauth/token",
+            "http://127.0.0.1:8080/token",
+            "http://localhost/token",
+            "http://[::1]:9/token",
+        ] {
+            assert!(validate_token_url(ok, false).is_ok(), "{ok}");
+        }
+        assert!(matches!(
+            validate_token_url("http://auth.example.com/token", false),
+            Err(ConfigError::InsecureUrl { .. })
+        ));
+        assert!(validate_token_url("http://auth.example.com/token", true).is_ok());
+        for bad in [
+            "ftp://x/token",
+            "/oauth/token",
+            "https://",
+            "not a url",
+            "https://user:pw@host/token",
+        ] {
+            let err = validate_token_url(bad, true).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidUrl { .. }),
+                "{bad}: {err}"
+            );
+            assert!(!err.to_string().contains("pw@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn from_env_names_the_missing_variable() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(*v))
+            }
+        };
+        let err = Credentials::from_lookup("BOOKABLE", env(&[])).unwrap_err();
+        assert_eq!(err, ConfigError::MissingEnv("BOOKABLE_CLIENT_ID".into()));
+        let err =
+            Credentials::from_lookup("BOOKABLE", env(&[("BOOKABLE_CLIENT_ID", "x")])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingEnv("BOOKABLE_CLIENT_SECRET".into())
+        );
+        let c = Credentials::from_lookup(
+            "BOOKABLE",
+            env(&[("BOOKABLE_CLIENT_ID", "x"), ("BOOKABLE_CLIENT_SECRET", "y")]),
+        )
+        .unwrap();
+        assert_eq!(c.client_id(), "x");
+        assert_eq!(c.client_secret().unwrap().expose_secret(), "y");
+    }
+
+    #[test]
+    fn debug_hides_secret_and_header_values() {
+        let cfg = ClientConfig::builder("https://a.example/token", creds())
+            .header("X-Api-Key", "key-value-secret")
+            .param("p", "param-value-secret")
+            .build()
+            .unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("shh-very-secret"));
+        assert!(!dbg.contains("key-value-secret"));
+        assert!(!dbg.contains("param-value-secret"));
+    }
+
+    #[test]
+    fn invalid_headers_are_typed_errors() {
+        let err = ClientConfig::builder("https://a.example/token", creds())
+            .header("bad header", "v")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidHeader { .. }));
+        let err = ClientConfig::builder("https://a.example/token", creds())
+            .api_header("X-Ok", "line\nbreak")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidHeader { .. }));
+    }
+
+    #[test]
+    fn scopes_normalize() {
+        let s: Scopes = ["write read", "read"].into_iter().collect();
+        assert_eq!(s.to_string(), "read write");
+        assert_eq!(Scopes::parse(" a  b ").len(), 2);
+    }
+}
