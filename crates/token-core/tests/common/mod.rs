@@ -1,0 +1,328 @@
+//! A sans-IO fake token server and a driver with virtual time, shared by the lifecycle tests.
+//! Nothing here sleeps: time is an `Instant` the test moves by hand.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use token_core::{
+    ClientId, ClientSecret, Credentials, Event, Lookup, ManagerConfig, Output, RequestId, Target,
+    TokenKey, TokenManager, TokenRequest, TransportErrorKind, TransportFailure, presets,
+};
+
+/// What the fake server answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A token with this `expires_in` (seconds).
+    Token(u64),
+    /// bookingtime's first leg: a refresh token with this lifetime.
+    Refresh(u64),
+    /// An HTTP error with an RFC 6749 body.
+    OAuthError(u16, &'static str),
+    /// 429 with Retry-After seconds.
+    RetryAfter(u64),
+    /// 503 with an HTML body.
+    Html503,
+    /// The transport failed.
+    TransportFailure,
+}
+
+/// A fake token endpoint: answers per the next queued reply or a default, numbering tokens.
+pub struct FakeServer {
+    pub default_lifetime: u64,
+    pub refresh_lifetime: u64,
+    pub queue: VecDeque<Reply>,
+    pub requests: usize,
+    pub issued: usize,
+    /// Valid bookingtime refresh tokens.
+    pub valid_refresh: Vec<String>,
+}
+
+impl FakeServer {
+    pub fn new(default_lifetime: u64) -> Self {
+        Self {
+            default_lifetime,
+            refresh_lifetime: 2_592_000,
+            queue: VecDeque::new(),
+            requests: 0,
+            issued: 0,
+            valid_refresh: Vec::new(),
+        }
+    }
+
+    pub fn then(&mut self, reply: Reply) -> &mut Self {
+        self.queue.push_back(reply);
+        self
+    }
+
+    /// The reply for a request (bookingtime-aware: a client-credentials request of a chain
+    /// client gets a refresh token, a refresh-token request with an unknown token gets
+    /// invalid_grant).
+    pub fn answer(
+        &mut self,
+        send: &TokenRequest,
+    ) -> Result<http::Response<Vec<u8>>, TransportFailure> {
+        self.requests += 1;
+        let reply = self
+            .queue
+            .pop_front()
+            .unwrap_or(match &send.target {
+                Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
+                _ => Reply::Token(self.default_lifetime),
+            });
+        // bookingtime's second leg: check the refresh token it carries.
+        if let (Target::Access(key), Reply::Token(_)) = (&send.target, &reply) {
+            if key.organization().is_some() {
+                let body: serde_json::Value = serde_json::from_slice(send.request.body()).unwrap();
+                let rt = body["refresh_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if !self.valid_refresh.contains(&rt) {
+                    return Ok(json(400, r#"{"error":"invalid_grant"}"#));
+                }
+            }
+        }
+        Ok(match reply {
+            Reply::Token(secs) => {
+                self.issued += 1;
+                json(
+                    200,
+                    &format!(
+                        r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{secs}}}"#,
+                        self.issued
+                    ),
+                )
+            }
+            Reply::Refresh(secs) => {
+                self.issued += 1;
+                let rt = format!("rt-{}", self.issued);
+                self.valid_refresh.push(rt.clone());
+                json(
+                    200,
+                    &format!(
+                        r#"{{"refresh_token":"{rt}","token_type":"Bearer","expires_in":{secs}}}"#
+                    ),
+                )
+            }
+            Reply::OAuthError(status, code) => json(status, &format!(r#"{{"error":"{code}"}}"#)),
+            Reply::RetryAfter(secs) => {
+                let mut r = json(429, r#"{"error":"temporarily_unavailable"}"#);
+                r.headers_mut()
+                    .insert("retry-after", secs.to_string().parse().unwrap());
+                r
+            }
+            Reply::Html503 => {
+                let mut r = http::Response::new(b"<html><h1>503</h1></html>".to_vec());
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+            Reply::TransportFailure => {
+                return Err(TransportFailure::new(
+                    TransportErrorKind::Connect,
+                    "refused",
+                ));
+            }
+        })
+    }
+}
+
+pub fn json(status: u16, body: &str) -> http::Response<Vec<u8>> {
+    let mut r = http::Response::new(body.as_bytes().to_vec());
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// The manager, virtual time, and what came out of it.
+pub struct Harness {
+    pub mgr: TokenManager,
+    pub start: Instant,
+    pub now: Instant,
+    pub wall0: SystemTime,
+    /// Requests sent and not yet answered.
+    pub pending: Vec<TokenRequest>,
+    pub events: Vec<Event>,
+    pub next_timeout: Option<Instant>,
+    /// Total requests the manager emitted.
+    pub sent: usize,
+}
+
+impl Harness {
+    pub fn new(config: ManagerConfig) -> Self {
+        // An arbitrary origin for virtual time, read once; nothing depends on its value.
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        Self {
+            mgr: TokenManager::new(config),
+            start,
+            now: start,
+            wall0: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            pending: Vec::new(),
+            events: Vec::new(),
+            next_timeout: None,
+            sent: 0,
+        }
+    }
+
+    pub fn at(&self, secs: f64) -> Instant {
+        self.start + Duration::from_secs_f64(secs)
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn wall(&self) -> SystemTime {
+        self.wall0 + self.elapsed()
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    pub fn advance_secs(&mut self, secs: u64) {
+        self.advance(Duration::from_secs(secs));
+    }
+
+    /// Registers a generic client (distinct per `name`).
+    pub fn generic_client(&mut self, name: &str) -> ClientId {
+        let config = presets::generic(
+            "https://idp.example/token",
+            Credentials::new(name, ClientSecret::new("secret")),
+        )
+        .build()
+        .unwrap();
+        self.mgr.register(config)
+    }
+
+    pub fn bookingtime_client(&mut self) -> ClientId {
+        let config = presets::bookingtime_app(Credentials::new("bt", ClientSecret::new("secret")))
+            .build()
+            .unwrap();
+        self.mgr.register(config)
+    }
+
+    /// Drains output until the timeout: queues sends, records events.
+    pub fn drain(&mut self) {
+        loop {
+            match self.mgr.poll_output(self.now) {
+                Output::Send(send) => {
+                    self.sent += 1;
+                    self.pending.push(send);
+                }
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(t) => {
+                    assert!(t > self.now, "timeout {t:?} not after now {:?}", self.now);
+                    self.next_timeout = Some(t);
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn request(&mut self, key: &TokenKey) -> Lookup {
+        let lookup = self.mgr.request(self.now, key).expect("valid key");
+        self.drain();
+        lookup
+    }
+
+    /// Answers every pending request from `server` at the current time, repeatedly, until
+    /// nothing is pending.
+    pub fn serve(&mut self, server: &mut FakeServer) {
+        while !self.pending.is_empty() {
+            self.serve_once(server);
+        }
+    }
+
+    /// Answers the requests pending now (not the ones their answers cause).
+    pub fn serve_once(&mut self, server: &mut FakeServer) {
+        let batch: Vec<TokenRequest> = std::mem::take(&mut self.pending);
+        for send in batch {
+            let id = send.id;
+            match server.answer(&send) {
+                Ok(response) => self
+                    .mgr
+                    .handle_response(self.now, self.wall(), id, response)
+                    .unwrap(),
+                Err(failure) => self.mgr.handle_send_failed(self.now, id, failure).unwrap(),
+            }
+        }
+        self.drain();
+    }
+
+    /// Requests `key`, serving any fetch at once, and returns the final lookup.
+    pub fn get(&mut self, key: &TokenKey, server: &mut FakeServer) -> Lookup {
+        match self.request(key) {
+            Lookup::Pending => {
+                self.serve(server);
+                let lookup = self.request(key);
+                assert!(
+                    !matches!(lookup, Lookup::Pending),
+                    "still pending after serving"
+                );
+                lookup
+            }
+            other => {
+                // A refresh may have started: serve it too.
+                self.serve(server);
+                other
+            }
+        }
+    }
+
+    pub fn get_token(&mut self, key: &TokenKey, server: &mut FakeServer) -> String {
+        match self.get(key, server) {
+            Lookup::Ready(t) => t.access_token().secret().to_owned(),
+            other => panic!("expected a token, got {other:?}"),
+        }
+    }
+
+    /// Jumps virtual time to each timeout until `until`, handling it and serving requests.
+    pub fn run_until(&mut self, until: Instant, server: &mut FakeServer) {
+        loop {
+            self.drain();
+            let next = self.next_timeout.expect("drained");
+            if next > until {
+                self.now = until;
+                self.mgr.handle_timeout(self.now);
+                self.drain();
+                self.serve(server);
+                return;
+            }
+            self.now = next;
+            self.mgr.handle_timeout(self.now);
+            self.drain();
+            self.serve(server);
+        }
+    }
+
+    pub fn take_pending(&mut self) -> Vec<TokenRequest> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub fn respond(&mut self, id: RequestId, response: http::Response<Vec<u8>>) {
+        self.mgr
+            .handle_response(self.now, self.wall(), id, response)
+            .unwrap();
+        self.drain();
+    }
+}
+
+/// A token's text, for comparisons.
+pub fn text(lookup: &Lookup) -> Option<String> {
+    match lookup {
+        Lookup::Ready(t) => Some(t.access_token().secret().to_owned()),
+        _ => None,
+    }
+}
+
+pub fn count_by_target(sends: &[TokenRequest]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for s in sends {
+        *m.entry(format!("{:?}", s.target)).or_default() += 1;
+    }
+    m
+}
