@@ -34,9 +34,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod presets;
 mod server;
 mod state;
 mod wire;
+
+pub use presets::Preset;
 
 use std::fmt;
 use std::io;

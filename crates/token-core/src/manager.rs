@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{ClientConfig, Flow};
+use crate::config::{ClientConfig, Flow, Provider};
 use crate::error::{ApiMisuse, Error, Malformed, TransportErrorKind, TransportFailure};
 use crate::request::{Grant, bearer_header};
 use crate::response::{TokenResponse, jwt_lifetime, parse_token_response};
@@ -171,13 +171,19 @@ impl Target {
 }
 
 /// A request for the transport to send.
+#[non_exhaustive]
 pub struct TokenRequest {
     /// Hand this back with the response or failure.
     pub id: RequestId,
     /// What it fetches.
     pub target: Target,
+    /// The provider it goes to (for logs and metrics).
+    pub provider: Provider,
     /// The request. Send it as is; never follow a redirect (the body holds the secret).
     pub request: http::Request<Vec<u8>>,
+    /// Read at most this many bytes of the response body, plus one: a longer body is reported
+    /// as [`Error::BodyTooLarge`] when the response is handled, so hand back what was read.
+    pub max_body_bytes: usize,
 }
 
 impl fmt::Debug for TokenRequest {
@@ -186,6 +192,7 @@ impl fmt::Debug for TokenRequest {
         f.debug_struct("TokenRequest")
             .field("id", &self.id)
             .field("target", &self.target)
+            .field("provider", &self.provider)
             .field("method", self.request.method())
             .field("uri", self.request.uri())
             .finish_non_exhaustive()
@@ -674,7 +681,12 @@ impl TokenManager {
         let index = self
             .client_index(target.client())
             .expect("invariant: targets name registered clients");
-        let request = self.clients[index].config.token_request(grant);
+        let config = &self.clients[index].config;
+        let (request, provider, max_body_bytes) = (
+            config.token_request(grant),
+            config.provider(),
+            config.max_body_bytes(),
+        );
         self.in_flight.insert(
             id,
             Flight {
@@ -686,7 +698,9 @@ impl TokenManager {
         self.sends.push_back(TokenRequest {
             id,
             target,
+            provider,
             request,
+            max_body_bytes,
         });
         id
     }

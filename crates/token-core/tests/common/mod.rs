@@ -64,13 +64,10 @@ impl FakeServer {
         send: &TokenRequest,
     ) -> Result<http::Response<Vec<u8>>, TransportFailure> {
         self.requests += 1;
-        let reply = self
-            .queue
-            .pop_front()
-            .unwrap_or(match &send.target {
-                Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
-                _ => Reply::Token(self.default_lifetime),
-            });
+        let reply = self.queue.pop_front().unwrap_or(match &send.target {
+            Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
+            _ => Reply::Token(self.default_lifetime),
+        });
         // bookingtime's second leg: check the refresh token it carries.
         if let (Target::Access(key), Reply::Token(_)) = (&send.target, &reply) {
             if key.organization().is_some() {
