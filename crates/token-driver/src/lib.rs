@@ -161,6 +161,7 @@ pub struct Driver {
     core: Mutex<TokenManager>,
     snapshot: RwLock<HashMap<TokenKey, Token>>,
     generation: AtomicU64,
+    requests_sent: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
@@ -179,6 +180,7 @@ impl Driver {
             core: Mutex::new(TokenManager::new(config)),
             snapshot: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            requests_sent: AtomicU64::new(0),
             clock,
         }
     }
@@ -205,6 +207,12 @@ impl Driver {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         snapshot.get(key).filter(|t| t.is_fresh(now)).cloned()
+    }
+
+    /// How many token requests this driver has handed to its transport (all keys), for metrics
+    /// and for showing that caching works.
+    pub fn token_requests(&self) -> u64 {
+        self.requests_sent.load(Ordering::Relaxed)
     }
 
     /// Moves whenever a token arrives, a fetch fails or a token is invalidated.
@@ -298,7 +306,10 @@ impl Driver {
         let mut changed = false;
         loop {
             match core.poll_output(now) {
-                Output::Send(request) => sends.push(request),
+                Output::Send(request) => {
+                    self.requests_sent.fetch_add(1, Ordering::Relaxed);
+                    sends.push(request);
+                }
                 Output::Event(Event::Token { key, token }) => {
                     tracing::debug!(
                         organization = key.organization(),
