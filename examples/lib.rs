@@ -1,4 +1,4 @@
-//! Shared bits of the examples: formatting durations for people.
+//! Shared bits of the examples, and the README's code blocks as doctests.
 
 use std::time::Duration;
 
@@ -59,3 +59,9 @@ pub fn setup(
         simulator: Some(simulator),
     })
 }
+
+/// The README's code blocks, compiled (and, where they need no credentials, run) by
+/// `cargo test --doc -p examples`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
