@@ -389,6 +389,39 @@ impl TokenManager {
             .filter(|t| !t.is_expired(now))
     }
 
+    /// The token for `key` and the instant until which a driver may serve it without asking the
+    /// manager again: `refresh_at` while the token is fresh; inside the refresh window, the end
+    /// of the refresh in flight (its request timeout) or of the backoff after a failed one;
+    /// never past `expires_at`. `None` when there is no valid token or the manager must be asked
+    /// now (a refresh is due). Serving from this is exactly what [`request`](Self::request)
+    /// would answer, without the call: it lets a driver publish a snapshot that cache hits read
+    /// without touching the manager, even while a refresh is in flight or failing.
+    pub fn servable(&self, now: Instant, key: &TokenKey) -> Option<(&Token, Instant)> {
+        let now = self.last_now.map_or(now, |last| last.max(now));
+        let entry = self.entries.get(key)?;
+        let token = entry.token.as_ref().filter(|t| !t.is_expired(now))?;
+        let flight_end = |id: &RequestId| {
+            self.in_flight
+                .get(id)
+                .map(|f| later(f.sent_at, self.config.request_timeout))
+        };
+        let until = if token.is_fresh(now) {
+            Some(token.refresh_at())
+        } else if let Some(id) = &entry.fetch.flight {
+            flight_end(id)
+        } else if entry.awaiting_chain {
+            self.chain(key.client)
+                .and_then(|c| c.fetch.flight.as_ref())
+                .and_then(flight_end)
+        } else if entry.fetch.in_backoff(now) {
+            entry.fetch.retry_at
+        } else {
+            None
+        }?;
+        let until = until.min(token.expires_at());
+        (until > now).then_some((token, until))
+    }
+
     /// Number of requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -721,3 +721,36 @@ fn regression_inverted_freshness_check() {
     let lookup = h.get(&key, &mut server);
     assert!(!matches!(&lookup, Lookup::Ready(t) if t.access_token().secret() == first));
 }
+
+// ---- what a driver may serve without asking ----
+
+#[test]
+fn servable_matches_what_request_would_answer() {
+    let mut h = h();
+    let mut server = FakeServer::new(3600);
+    let key = TokenKey::new(h.generic_client("c"));
+    assert!(h.mgr.servable(h.now, &key).is_none());
+    let first = h.get_token(&key, &mut server);
+    // Fresh: servable until the refresh point.
+    let (t, until) = h.mgr.servable(h.now, &key).unwrap();
+    assert_eq!(t.access_token().secret(), first);
+    assert_eq!(until, h.at(3540.0));
+    // Inside the window with nothing in flight: ask the manager.
+    h.advance_secs(3541);
+    assert!(h.mgr.servable(h.now, &key).is_none());
+    // A refresh in flight: servable until its request timeout (capped by expiry).
+    assert!(matches!(h.request(&key), Lookup::Ready(_)));
+    let (_, until) = h.mgr.servable(h.now, &key).unwrap();
+    assert_eq!(until, h.at(3600.0));
+    // The refresh fails: servable until the backoff ends.
+    server.then(Reply::Html503);
+    h.serve(&mut server);
+    let Some(Event::Failed { retry_at, .. }) = h.events.last().cloned() else {
+        panic!()
+    };
+    let (_, until) = h.mgr.servable(h.now, &key).unwrap();
+    assert_eq!(until, retry_at.min(h.at(3600.0)));
+    // Never past expiry.
+    h.now = h.at(3600.0);
+    assert!(h.mgr.servable(h.now, &key).is_none());
+}

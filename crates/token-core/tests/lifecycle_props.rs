@@ -186,6 +186,17 @@ impl Run {
             self.h.mgr.in_flight()
         );
         prop_assert_eq!(self.h.mgr.in_flight(), per_key.values().sum::<usize>());
+        // What a driver may serve without asking is a valid token at a time no fetch is due.
+        for k in 0..3 {
+            if let Some((token, until)) = self.h.mgr.servable(self.model.now, &self.keys[k]) {
+                let want = self.model.valid_token(k);
+                prop_assert!(want.is_some(), "servable token the model says is gone");
+                let want = want.unwrap();
+                prop_assert_eq!(token.access_token().secret(), want.text.as_str());
+                prop_assert!(until > self.model.now && until <= want.expires_at);
+                prop_assert!(!self.model.due(k), "servable while a fetch is due");
+            }
+        }
         Ok(())
     }
 
