@@ -1,0 +1,308 @@
+//! The command line: subcommands, options, and the parsing of option values.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::failure::Fail;
+
+/// Shown at the end of `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other failure (e.g. the API answered 404 or another non-2xx status not listed below)
+  2  usage or configuration error: bad option, missing environment variable, bad URL,
+     plain http:// to a host that is not loopback without --allow-insecure-http
+  3  rejected: the token endpoint refused the credentials, scope, grant or request
+     (its `error` and `error_description` are shown), or the API answered 401/403
+     (on a 401 the token is renewed and the call retried once before giving up)
+  4  unavailable: connection refused or reset, timed out, or HTTP 5xx / 429 / 408
+  5  malformed: the token endpoint answered, but not with a usable token response
+     (invalid JSON, missing fields, oversized body, or an unexpected status such as a
+     404 or a redirect, which is never followed)
+
+Credentials (environment, by provider):
+  bookable, bookable-sandbox, bookable-auth0   BOOKABLE_CLIENT_ID, BOOKABLE_CLIENT_SECRET
+  bookingtime                                  BOOKINGTIME_CLIENT_ID, BOOKINGTIME_CLIENT_SECRET
+  bookingtime-module                           BOOKINGTIME_CLIENT_ID (no secret)
+  octorate                                     OCTORATE_CLIENT_ID, OCTORATE_CLIENT_SECRET
+  bookyflow                                    BOOKYFLOW_CLIENT_ID, BOOKYFLOW_CLIENT_SECRET
+  generic                                      TOKEN_CLIENT_ID, TOKEN_CLIENT_SECRET
+--client-id overrides the id; --client-secret-stdin reads the secret from stdin instead.
+The secret is never accepted as an argument: other users can see the argument list.
+
+Try it without credentials: run `tokenctl sim` and follow what it prints.";
+
+/// Check booking-platform OAuth 2.0 client credentials: fetch a token, inspect it, call a
+/// protected API with it.
+#[derive(Debug, Parser)]
+#[command(name = "tokenctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Get a token and print a summary of it (the token itself only with --json or --raw).
+    #[command(after_help = EXIT_CODES)]
+    Token(TokenArgs),
+    /// Call a protected API with a token attached and print the response body (each body
+    /// ends with a newline).
+    #[command(after_help = EXIT_CODES)]
+    Get(GetArgs),
+    /// Run the provider simulator in the foreground and print how to use it.
+    Sim(SimArgs),
+}
+
+/// `tokenctl token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Which endpoint and credentials.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Print one JSON object: access_token, token_type, expires_in, scope, provider, endpoint,
+    /// expires_at, lifetime_source (and organization for bookingtime).
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Print the bare access token and a newline, for `$(tokenctl token --raw ...)`.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `tokenctl get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The API URL to GET (https, or http to loopback unless --allow-insecure-http).
+    pub url: String,
+    /// Which endpoint and credentials.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Make N calls through one client (one cached token), then print on stderr how many API
+    /// calls and token requests were made. Stops at the first failing call.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: Option<u32>,
+    /// An extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+}
+
+/// `tokenctl sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port to listen on, on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+/// Where to get a token, and as whom.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The provider (its token endpoint, request dialect and credential variables).
+    #[arg(long, short = 'p', value_enum)]
+    pub provider: ProviderName,
+    /// The organization id (bookingtime and bookingtime-module only; required there).
+    #[arg(long, value_name = "ID")]
+    pub org: Option<String>,
+    /// BookyFlow's site root, e.g. `https://yourdomain.com` (bookyflow only; the token endpoint
+    /// is {site}/bookyflow/api/oauth/token).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The token endpoint. Overrides any preset's; required for generic.
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// A scope to request (repeatable, or several space-separated). Required for bookyflow.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// The `audience` parameter (Bookable's presets already send api.bookabletech.com).
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+    /// An extra token request parameter, `key=value` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Token request body encoding (default: the provider's; form for generic).
+    #[arg(long, value_enum)]
+    pub body: Option<BodyArg>,
+    /// Client authentication (default: the provider's; basic for generic).
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// The client id (instead of the provider's *_CLIENT_ID variable).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Read the client secret from the first line of stdin (instead of *_CLIENT_SECRET).
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// Allow plain http:// to hosts that are not loopback (the secret and token then cross
+    /// the network in clear text).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Timeout of each token request and API call, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// The providers `--provider` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProviderName {
+    /// Bookable production.
+    #[value(name = "bookable")]
+    Bookable,
+    /// Bookable sandbox.
+    #[value(name = "bookable-sandbox")]
+    BookableSandbox,
+    /// Bookable's older Auth0 tenant.
+    #[value(name = "bookable-auth0")]
+    BookableAuth0,
+    /// bookingtime App API (needs --org).
+    #[value(name = "bookingtime")]
+    Bookingtime,
+    /// bookingtime Module API: client id only (needs --org).
+    #[value(name = "bookingtime-module")]
+    BookingtimeModule,
+    /// Octorate octotable.
+    #[value(name = "octorate")]
+    Octorate,
+    /// BookyFlow, self-hosted (needs --base-url and --scope).
+    #[value(name = "bookyflow")]
+    Bookyflow,
+    /// Any RFC 6749 client-credentials endpoint (needs --token-url).
+    #[value(name = "generic")]
+    Generic,
+}
+
+impl ProviderName {
+    /// The name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bookable => "bookable",
+            Self::BookableSandbox => "bookable-sandbox",
+            Self::BookableAuth0 => "bookable-auth0",
+            Self::Bookingtime => "bookingtime",
+            Self::BookingtimeModule => "bookingtime-module",
+            Self::Octorate => "octorate",
+            Self::Bookyflow => "bookyflow",
+            Self::Generic => "generic",
+        }
+    }
+
+    /// The prefix of the credential variables (`{PREFIX}_CLIENT_ID`, `{PREFIX}_CLIENT_SECRET`).
+    pub fn env_prefix(self) -> &'static str {
+        match self {
+            Self::Bookable | Self::BookableSandbox | Self::BookableAuth0 => "BOOKABLE",
+            Self::Bookingtime | Self::BookingtimeModule => "BOOKINGTIME",
+            Self::Octorate => "OCTORATE",
+            Self::Bookyflow => "BOOKYFLOW",
+            Self::Generic => "TOKEN",
+        }
+    }
+
+    /// Whether tokens are per organization (`--org`).
+    pub fn needs_organization(self) -> bool {
+        matches!(self, Self::Bookingtime | Self::BookingtimeModule)
+    }
+}
+
+/// `--body`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BodyArg {
+    /// application/json.
+    Json,
+    /// application/x-www-form-urlencoded.
+    Form,
+}
+
+/// `--auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// HTTP Basic (client_secret_basic).
+    Basic,
+    /// client_id and client_secret in the body (client_secret_post).
+    Post,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err("expected key=value".to_owned()),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_owned())?;
+    if secs.is_finite() && secs > 0.0 && secs <= 3600.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("expected a number of seconds between 0 and 3600".to_owned())
+    }
+}
+
+/// Parses `Name: value` for `-H`.
+pub fn parse_header(s: &str) -> Result<(http::HeaderName, http::HeaderValue), Fail> {
+    let invalid = || Fail::usage(format!("invalid header {s:?}: expected `Name: value`"));
+    let (name, value) = s.split_once(':').ok_or_else(invalid)?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid())?;
+    let value = http::HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+    Ok((name, value))
+}
+
+/// Validates the API URL of `get`: absolute http(s); plain http only to loopback unless
+/// allowed, since the bearer token would otherwise cross the network in clear text.
+pub fn api_url(url: &str, allow_insecure_http: bool) -> Result<http::Uri, Fail> {
+    let invalid = |why: &str| Fail::usage(format!("invalid API URL `{url}`: {why}"));
+    let uri: http::Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
+    let Some(authority) = uri.authority() else {
+        return Err(invalid("expected http(s)://host/path"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(invalid("must not contain user info"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
+        Some("http") => Err(invalid(
+            "plain http to a host that is not loopback would send the token in clear text; \
+             use https or pass --allow-insecure-http",
+        )),
+        _ => Err(invalid("the scheme must be https (or http to loopback)")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn option_values_parse() {
+        assert_eq!(parse_param("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_param("=x").is_err());
+        assert!(parse_param("novalue").is_err());
+        assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("NaN").is_err());
+        assert!(parse_header("Accept: application/json").is_ok());
+        assert!(parse_header("no colon").is_err());
+        assert!(api_url("https://api.example.com/x", false).is_ok());
+        assert!(api_url("http://127.0.0.1:9/x", false).is_ok());
+        assert!(api_url("http://api.example.com/x", false).is_err());
+        assert!(api_url("http://api.example.com/x", true).is_ok());
+        assert!(api_url("/relative", true).is_err());
+    }
+}

@@ -1,0 +1,609 @@
+//! The built `tokenctl` binary against an in-process provider simulator: every provider, every
+//! exit code, `--json`, `--raw`, `--repeat`, the 401 retry, `sim`, and that the client secret
+//! never shows up in any output.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use provider_sim::{
+    CLIENT_ID, CLIENT_SECRET, Fault, MODULE_CLIENT_ID, ORGANIZATIONS, Provider, Simulator,
+};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenctl");
+const PREFIXES: [&str; 5] = ["BOOKABLE", "BOOKINGTIME", "OCTORATE", "BOOKYFLOW", "TOKEN"];
+
+/// What one run of the binary did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `tokenctl args` with exactly the credential variables in `env` (none inherited), and
+/// `stdin` piped in when given. Asserts, for every run, that the client secret never appears
+/// in the output.
+fn tokenctl(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Run {
+    let mut command = Command::new(BIN);
+    for prefix in PREFIXES {
+        command
+            .env_remove(format!("{prefix}_CLIENT_ID"))
+            .env_remove(format!("{prefix}_CLIENT_SECRET"));
+    }
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("tokenctl starts");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().expect("tokenctl runs");
+    let run = Run {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    };
+    assert!(
+        !run.stdout.contains(CLIENT_SECRET) && !run.stderr.contains(CLIENT_SECRET),
+        "the client secret leaked: {args:?}\nstdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    run
+}
+
+/// The simulator's credentials under every provider's variables.
+fn sim_env() -> Vec<(String, String)> {
+    PREFIXES
+        .iter()
+        .flat_map(|p| {
+            [
+                (format!("{p}_CLIENT_ID"), CLIENT_ID.to_owned()),
+                (format!("{p}_CLIENT_SECRET"), CLIENT_SECRET.to_owned()),
+            ]
+        })
+        .collect()
+}
+
+/// A provider as tokenctl names it, with the options that point it at `sim`, the simulated
+/// provider it talks to, and its protected route.
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    provider: Provider,
+    api_url: String,
+}
+
+impl Case {
+    fn args(&self) -> Vec<&str> {
+        let mut args = vec!["--provider", self.name];
+        args.extend(self.args.iter().map(String::as_str));
+        args
+    }
+}
+
+fn cases(sim: &Simulator) -> Vec<Case> {
+    let token_url = |p| vec!["--token-url".to_owned(), sim.token_url(p)];
+    let org = ORGANIZATIONS[0];
+    let with = |mut a: Vec<String>, more: &[&str]| {
+        a.extend(more.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    vec![
+        Case {
+            name: "bookable",
+            args: token_url(Provider::Bookable),
+            provider: Provider::Bookable,
+            api_url: sim.api_url(Provider::Bookable),
+        },
+        Case {
+            name: "bookable-sandbox",
+            args: token_url(Provider::BookableSandbox),
+            provider: Provider::BookableSandbox,
+            api_url: sim.api_url(Provider::BookableSandbox),
+        },
+        Case {
+            name: "bookable-auth0",
+            args: token_url(Provider::BookableAuth0),
+            provider: Provider::BookableAuth0,
+            api_url: sim.api_url(Provider::BookableAuth0),
+        },
+        Case {
+            name: "bookingtime",
+            args: with(token_url(Provider::Bookingtime), &["--org", org]),
+            provider: Provider::Bookingtime,
+            api_url: sim.org_api_url(org),
+        },
+        Case {
+            name: "bookingtime-module",
+            args: with(
+                token_url(Provider::Bookingtime),
+                &["--org", org, "--client-id", MODULE_CLIENT_ID],
+            ),
+            provider: Provider::Bookingtime,
+            api_url: sim.org_api_url(org),
+        },
+        Case {
+            name: "octorate",
+            args: token_url(Provider::Octorate),
+            provider: Provider::Octorate,
+            api_url: sim.api_url(Provider::Octorate),
+        },
+        Case {
+            name: "bookyflow",
+            args: vec![
+                "--base-url".into(),
+                sim.bookyflow_site(),
+                "--scope".into(),
+                "read write".into(),
+            ],
+            provider: Provider::BookyFlow,
+            api_url: sim.api_url(Provider::BookyFlow),
+        },
+        Case {
+            name: "generic",
+            args: with(token_url(Provider::Generic), &["--scope", "demo"]),
+            provider: Provider::Generic,
+            api_url: sim.api_url(Provider::Generic),
+        },
+    ]
+}
+
+fn case<'a>(cases: &'a [Case], name: &str) -> &'a Case {
+    cases.iter().find(|c| c.name == name).unwrap()
+}
+
+fn jwt_payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[test]
+fn every_provider_token_summary_and_api_call() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    for case in cases(&sim) {
+        let before = sim.token_requests(case.provider);
+        let mut args = vec!["token"];
+        args.extend(case.args());
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}: {}", case.name, run.stderr);
+        assert!(run.stderr.is_empty(), "{}: {}", case.name, run.stderr);
+        let out = &run.stdout;
+        for expected in [
+            format!("provider      {}\n", case.name),
+            format!("endpoint      {}", sim.token_url(case.provider)),
+            "token type    Bearer\n".to_owned(),
+            "lifetime from the response's expires_in\n".to_owned(),
+            "JWT claims (decoded only, NOT verified".to_owned(),
+            "  iss: \"provider-sim\"".to_owned(),
+        ] {
+            assert!(
+                out.contains(&expected),
+                "{}: no {expected:?} in\n{out}",
+                case.name
+            );
+        }
+        // The token is shown as its first 8 characters only.
+        let shown = out
+            .lines()
+            .find_map(|l| l.strip_prefix("access token  "))
+            .unwrap();
+        assert!(shown.starts_with("eyJhbGci… ("), "{shown}");
+        assert!(
+            out.split_whitespace()
+                .all(|word| !(word.starts_with("eyJ") && word.len() > 12)),
+            "a token leaked into the summary:\n{out}"
+        );
+        let expected_requests = if case.provider == Provider::Bookingtime {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            sim.token_requests(case.provider) - before,
+            expected_requests,
+            "{}",
+            case.name
+        );
+
+        let calls = sim.api_calls(case.provider);
+        let mut args = vec!["get", case.api_url.as_str()];
+        args.extend(case.args());
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}: {}", case.name, run.stderr);
+        let body: Value = serde_json::from_str(&run.stdout).expect("the API's JSON body");
+        assert!(!body.is_null());
+        assert_eq!(sim.api_calls(case.provider) - calls, 1, "{}", case.name);
+    }
+    // The summaries name organizations and granted scopes where there are some.
+    let cases = cases(&sim);
+    let mut args = vec!["token"];
+    args.extend(case(&cases, "bookingtime").args());
+    let run = tokenctl(&args, &env, None);
+    assert!(
+        run.stdout.contains("organization  org-alpha\n"),
+        "{}",
+        run.stdout
+    );
+    let mut args = vec!["token"];
+    args.extend(case(&cases, "bookable").args());
+    let run = tokenctl(&args, &env, None);
+    assert!(
+        run.stdout
+            .contains("scopes        venue-booking:create venue:read\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn json_prints_one_parsable_object() {
+    let sim = Simulator::start().unwrap();
+    let cases = cases(&sim);
+    let generic = case(&cases, "generic");
+    let mut args = vec!["token", "--json"];
+    args.extend(generic.args());
+    let run = tokenctl(&args, &sim_env(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["provider"], "generic");
+    assert_eq!(json["endpoint"], sim.token_url(Provider::Generic));
+    assert_eq!(json["token_type"], "Bearer");
+    assert_eq!(json["scope"], "demo");
+    assert_eq!(json["lifetime_source"], "expires_in");
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    assert!(expires_in > 0 && expires_in <= 3600, "{expires_in}");
+    let token = json["access_token"].as_str().unwrap();
+    assert_eq!(jwt_payload(token)["sub"], CLIENT_ID);
+    assert_eq!(json["jwt_claims"]["sub"], CLIENT_ID);
+    assert!(json["expires_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn raw_prints_exactly_the_token_and_a_newline() {
+    let sim = Simulator::start().unwrap();
+    let cases = cases(&sim);
+    let octorate = case(&cases, "octorate");
+    let mut args = vec!["token", "--raw"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &sim_env(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    let token = run.stdout.strip_suffix('\n').expect("ends with a newline");
+    assert!(!token.is_empty() && !token.contains(char::is_whitespace));
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    assert_eq!(jwt_payload(token)["aud"], "octotable-pms");
+}
+
+#[test]
+fn the_secret_can_come_from_stdin_and_never_from_argv() {
+    let sim = Simulator::start().unwrap();
+    let url = sim.token_url(Provider::Octorate);
+    let args = [
+        "token",
+        "--provider",
+        "octorate",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-stdin",
+    ];
+    // No environment at all: id from argv, secret from stdin (newline trimmed, CRLF too).
+    for input in [format!("{CLIENT_SECRET}\n"), format!("{CLIENT_SECRET}\r\n")] {
+        let run = tokenctl(&args, &[], Some(&input));
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    // A wrong secret on stdin is rejected by the server: exit 3 with its error.
+    let run = tokenctl(&args, &[], Some("not-the-secret\n"));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+    // Empty stdin is a usage error.
+    let run = tokenctl(&args, &[], Some(""));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // There is no flag taking the secret itself.
+    let run = tokenctl(
+        &["token", "--provider", "octorate", "--client-secret", "x"],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+#[test]
+fn configuration_errors_exit_2_and_name_the_problem() {
+    let sim = Simulator::start().unwrap();
+    let bookable = sim.token_url(Provider::Bookable);
+    let only_id = [("BOOKABLE_CLIENT_ID".to_owned(), CLIENT_ID.to_owned())];
+    let full = sim_env();
+    // (arguments, environment, what the message must mention)
+    type Check<'a> = (Vec<&'a str>, &'a [(String, String)], &'a str);
+    let checks: Vec<Check> = vec![
+        (
+            vec!["token", "--provider", "octorate"],
+            &[],
+            "OCTORATE_CLIENT_ID",
+        ),
+        (
+            vec![
+                "token",
+                "--provider",
+                "bookable-sandbox",
+                "--token-url",
+                &bookable,
+            ],
+            &only_id,
+            "BOOKABLE_CLIENT_SECRET",
+        ),
+        (
+            vec![
+                "token",
+                "--provider",
+                "bookingtime-module",
+                "--org",
+                "org-alpha",
+            ],
+            &[],
+            "BOOKINGTIME_CLIENT_ID",
+        ),
+        (vec!["token", "--provider", "bookingtime"], &[], "--org"),
+        (vec!["token", "--provider", "generic"], &[], "--token-url"),
+        (
+            vec!["token", "--provider", "bookyflow", "--scope", "read"],
+            &[],
+            "--base-url",
+        ),
+        (
+            vec![
+                "token",
+                "--provider",
+                "bookyflow",
+                "--base-url",
+                "https://example.com",
+            ],
+            &[],
+            "--scope",
+        ),
+        (
+            vec![
+                "token",
+                "--provider",
+                "bookable",
+                "--token-url",
+                "http://auth.example.com/t",
+            ],
+            &full,
+            "--allow-insecure-http",
+        ),
+        (
+            vec!["get", "not a url", "--provider", "bookable"],
+            &[],
+            "invalid API URL",
+        ),
+        (vec!["token", "--provider", "nonsense"], &[], "nonsense"),
+        (
+            vec!["token", "--provider", "bookable", "--raw", "--json"],
+            &[],
+            "--json",
+        ),
+        (vec!["get", "--provider", "bookable"], &[], "<URL>"),
+    ];
+    for (args, env, needle) in checks {
+        let run = tokenctl(&args, env, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+    // Nothing was sent anywhere.
+    assert_eq!(sim.total_token_requests(), 0);
+}
+
+#[test]
+fn token_endpoint_failures_map_to_exit_codes() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let run_with = |fault: Fault, extra: &[&str]| {
+        sim.inject(Provider::Bookable, fault, 1);
+        let mut args = vec!["token"];
+        args.extend(bookable.args());
+        args.extend(extra);
+        tokenctl(&args, &env, None)
+    };
+
+    let run = run_with(Fault::InvalidClient, &["--json"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.starts_with("tokenctl: ")
+            && run.stderr.contains("invalid_client")
+            && run.stderr.contains("Client authentication failed")
+            && run.stderr.lines().count() == 1,
+        "{}",
+        run.stderr
+    );
+
+    let run = run_with(Fault::HtmlServiceUnavailable, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("503"), "{}", run.stderr);
+
+    let run = run_with(Fault::ConnectionReset, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+
+    let run = run_with(Fault::MalformedJson, &["--raw"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    assert!(run.stderr.contains("malformed"), "{}", run.stderr);
+
+    // bookingtime's refresh-token leg rejected: same exit code.
+    sim.inject(Provider::Bookingtime, Fault::InvalidClient, 1);
+    let mut args = vec!["get", &case(&cases, "bookingtime").api_url];
+    args.extend(case(&cases, "bookingtime").args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+
+    // Nobody listening: exit 4.
+    let closed = {
+        let gone = Simulator::start().unwrap();
+        gone.token_url(Provider::Bookable)
+    };
+    let run = tokenctl(
+        &["token", "--provider", "bookable", "--token-url", &closed],
+        &env,
+        None,
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
+}
+
+#[test]
+fn repeat_reuses_one_token() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let mut args = vec!["get", bookable.api_url.as_str(), "--repeat", "5"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 5, "{}", run.stdout);
+    for line in run.stdout.lines() {
+        serde_json::from_str::<Value>(line).expect("one JSON body per line");
+    }
+    assert_eq!(run.stderr, "tokenctl: 5 API calls, 1 token request\n");
+    assert_eq!(sim.token_requests(Provider::Bookable), 1);
+    assert_eq!(sim.api_calls(Provider::Bookable), 5);
+
+    // bookingtime: a refresh token, then one organization access token, for all calls.
+    let bookingtime = case(&cases, "bookingtime");
+    let mut args = vec!["get", bookingtime.api_url.as_str(), "--repeat", "3"];
+    args.extend(bookingtime.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "tokenctl: 3 API calls, 2 token requests\n");
+    assert_eq!(sim.token_requests(Provider::Bookingtime), 2);
+    assert_eq!(sim.api_calls(Provider::Bookingtime), 3);
+}
+
+/// A new process always starts with a new token, so the simulator cannot revoke "the cached
+/// one" from outside. What can be shown honestly: when the API answers 401, tokenctl
+/// invalidates the token, fetches a new one and retries exactly once, then gives up with
+/// exit 3. A Bookable token on Octorate's route is rejected every time.
+#[test]
+fn api_rejections_retry_once_on_401_then_exit_3() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let octorate_api = sim.api_url(Provider::Octorate);
+    let mut args = vec!["get", octorate_api.as_str(), "--repeat", "2"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        "tokenctl: 1 API call (2 HTTP requests: retried after 401), 2 token requests"
+    );
+    assert!(lines[1].contains("HTTP 401"), "{}", run.stderr);
+    assert_eq!(sim.token_requests(Provider::Bookable), 2);
+    assert_eq!(sim.api_rejections(Provider::Octorate), 2);
+
+    // 403 (BookyFlow without the `read` scope) is not retried: exit 3 after one request.
+    let bookyflow_api = sim.api_url(Provider::BookyFlow);
+    let site = sim.bookyflow_site();
+    let run = tokenctl(
+        &[
+            "get",
+            &bookyflow_api,
+            "--provider",
+            "bookyflow",
+            "--base-url",
+            &site,
+            "--scope",
+            "write",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("Insufficient scope"), "{}", run.stderr);
+    assert_eq!(sim.token_requests(Provider::BookyFlow), 1);
+
+    // Any other API error status: exit 1.
+    let missing = format!("{}/no/such/route", sim.base_url());
+    let mut args = vec!["get", missing.as_str()];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("404"), "{}", run.stderr);
+}
+
+#[test]
+fn sim_subcommand_serves_and_explains_itself() {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("provider simulator listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let mut text = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let last = line.trim_start().starts_with("curl ");
+        text.push_str(&line);
+        text.push('\n');
+        if last {
+            break;
+        }
+    }
+    for expected in [
+        "export BOOKABLE_CLIENT_ID=sim-client",
+        "export TOKEN_CLIENT_ID=",
+        &format!("--client-id {MODULE_CLIENT_ID}"),
+        &format!("{base}/octorate/oauth2/token"),
+        &format!("{base}/bookyflow/api/properties"),
+        "tokenctl get ",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+    // The printed endpoints work.
+    let url = format!("{base}/octorate/oauth2/token");
+    let run = tokenctl(
+        &["token", "--provider", "octorate", "--token-url", &url],
+        &sim_env(),
+        None,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
