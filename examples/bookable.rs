@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let request = http::Request::get(&setup.api_url).body(Vec::new())?;
         let mut response = bookable.call(request)?;
         let body = response.body_mut().read_to_string()?;
-        println!("GET /venues -> {} ({} bytes)", response.status(), body.len());
+        println!(
+            "GET /venues -> {} ({} bytes)",
+            response.status(),
+            body.len()
+        );
     }
     let token = bookable.token()?;
     println!(

@@ -17,9 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok((config, sim.org_api_url(ORGANIZATIONS[0])))
         },
         |creds| {
-            let org = real_org
-                .clone()
-                .ok_or(ConfigError::MissingEnv("BOOKINGTIME_ORGANIZATION_ID".into()))?;
+            let org = real_org.clone().ok_or(ConfigError::MissingEnv(
+                "BOOKINGTIME_ORGANIZATION_ID".into(),
+            ))?;
             let url = format!("https://api.bookingtime.com/app/v3/de/organization/{org}/show");
             Ok((presets::bookingtime_app(creds).build()?, url))
         },

@@ -18,8 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok((config, sim.api_url(Provider::Generic)))
         },
         |creds| {
-            let url =
-                std::env::var("TOKEN_URL").map_err(|_| ConfigError::MissingEnv("TOKEN_URL".into()))?;
+            let url = std::env::var("TOKEN_URL")
+                .map_err(|_| ConfigError::MissingEnv("TOKEN_URL".into()))?;
             let api = std::env::var("TOKEN_API_URL")
                 .map_err(|_| ConfigError::MissingEnv("TOKEN_API_URL".into()))?;
             Ok((presets::generic(url, creds).scopes(["read"]).build()?, api))

@@ -38,7 +38,10 @@ pub fn setup(
 ) -> Result<Setup, Box<dyn std::error::Error>> {
     if let Ok(creds) = Credentials::from_env(prefix) {
         let (config, api_url) = real(creds)?;
-        println!("Using the real {} endpoint ({prefix}_* is set).", config.provider());
+        println!(
+            "Using the real {} endpoint ({prefix}_* is set).",
+            config.provider()
+        );
         return Ok(Setup {
             config,
             api_url,

@@ -78,8 +78,8 @@ struct Row {
 
 fn print_rows(rows: &[Row]) {
     println!(
-        "  {:<30} {:<8} {:>14} {:>10}   {}",
-        "provider", "via", "token requests", "API calls", "token"
+        "  {:<30} {:<8} {:>14} {:>10}   token",
+        "provider", "via", "token requests", "API calls"
     );
     for r in rows {
         let source = match r.token.lifetime_source() {
@@ -266,7 +266,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "\nTotal: {} token requests for {} API calls.",
         sim.total_token_requests(),
-        Provider::ALL.iter().map(|p| sim.api_calls(*p)).sum::<usize>()
+        Provider::ALL
+            .iter()
+            .map(|p| sim.api_calls(*p))
+            .sum::<usize>()
     );
     Ok(())
 }
