@@ -61,6 +61,7 @@ fn main() -> ExitCode {
 
 /// A registered client ready to fetch tokens, with what the run needs to report on it.
 struct Session {
+    client: TokenClient,
     handle: ClientHandle,
     counters: Counters,
     /// Strings that must never be printed (the client secret).
@@ -84,7 +85,7 @@ fn session(conn: &Connection) -> Result<Session, Fail> {
         .filter(|s| !s.is_empty())
         .collect();
     let endpoint = config.token_url().to_string();
-    let counters = Counters::install();
+    let counters = Counters::default();
     let client = TokenClient::builder()
         .timeout(conn.timeout)
         .api_agent(counters.api_agent(conn.timeout))
@@ -95,6 +96,7 @@ fn session(conn: &Connection) -> Result<Session, Fail> {
         None => handle,
     };
     Ok(Session {
+        client,
         handle,
         counters,
         redact,
@@ -192,7 +194,8 @@ fn run_get(args: GetArgs) -> Result<(), Fail> {
         Ok(())
     })();
     if args.repeat.is_some() {
-        let tokens = session.counters.token_requests();
+        let tokens =
+            usize::try_from(session.client.driver().token_requests()).unwrap_or(usize::MAX);
         let http_requests = session.counters.api_requests();
         let retried = if http_requests as u64 > u64::from(made) {
             format!(" ({http_requests} HTTP requests: retried after 401)")
