@@ -84,7 +84,7 @@ fn lookup_var(
         .into_string()
         .map_err(|_| ConfigError::InvalidEnv(name.to_owned()))?;
     if value.trim().is_empty() {
-        return Err(ConfigError::MissingEnv(name.to_owned()));
+        return Err(ConfigError::EmptyEnv(name.to_owned()));
     }
     Ok(value)
 }
@@ -258,6 +258,7 @@ pub struct ClientConfig {
     pub(crate) default_lifetime: Duration,
     pub(crate) refresh_window: Option<Duration>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) allow_insecure_http: bool,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -280,6 +281,7 @@ impl fmt::Debug for ClientConfig {
             .field("default_lifetime", &self.default_lifetime)
             .field("refresh_window", &self.refresh_window)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -372,6 +374,28 @@ impl ClientConfig {
     /// Cap on a token response body, in bytes.
     pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
+    }
+
+    /// Checks that this client's tokens may be sent to `url`: an absolute `http://` URL is
+    /// refused unless its host is loopback or insecure HTTP was allowed for this client (a
+    /// bearer token in clear text is as good as a password for its lifetime). Relative URLs
+    /// pass: there is no scheme to judge.
+    pub fn check_api_url(&self, url: &str) -> Result<(), ConfigError> {
+        let Ok(uri) = url.trim().parse::<Uri>() else {
+            return Ok(()); // not ours to judge: the HTTP client reports unparsable URLs
+        };
+        match (uri.scheme_str(), uri.host()) {
+            (Some(scheme), Some(host))
+                if scheme.eq_ignore_ascii_case("http")
+                    && !self.allow_insecure_http
+                    && !is_loopback(host) =>
+            {
+                Err(ConfigError::InsecureUrl {
+                    url: crate::error::sanitize(url, 200, &[]),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Strings that must never appear in errors or logs derived from this client's traffic.
@@ -564,6 +588,7 @@ impl ClientConfigBuilder {
             default_lifetime: self.default_lifetime,
             refresh_window: self.refresh_window,
             max_body_bytes: self.max_body_bytes,
+            allow_insecure_http: self.allow_insecure_http,
         })
     }
 }
@@ -719,6 +744,32 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ConfigError::InvalidHeader { .. }));
+    }
+
+    #[test]
+    fn api_urls_need_https_except_loopback_or_opt_in() {
+        let cfg = ClientConfig::builder("https://a.example/token", creds())
+            .build()
+            .unwrap();
+        assert!(cfg.check_api_url("https://api.example/v1").is_ok());
+        assert!(cfg.check_api_url("http://127.0.0.1:8080/v1").is_ok());
+        assert!(cfg.check_api_url("http://localhost/v1").is_ok());
+        assert!(cfg.check_api_url("/relative").is_ok());
+        assert!(matches!(
+            cfg.check_api_url("http://api.example/v1"),
+            Err(ConfigError::InsecureUrl { .. })
+        ));
+        let lax = ClientConfig::builder("https://a.example/token", creds())
+            .allow_insecure_http(true)
+            .build()
+            .unwrap();
+        assert!(lax.check_api_url("http://api.example/v1").is_ok());
+    }
+
+    #[test]
+    fn empty_env_vars_are_named_as_empty() {
+        let err = Credentials::from_lookup("X", |_| Some(" ".into())).unwrap_err();
+        assert_eq!(err, ConfigError::EmptyEnv("X_CLIENT_ID".into()));
     }
 
     #[test]

@@ -405,7 +405,7 @@ pub enum ConfigError {
     },
     /// `http://` to a host that is not loopback, without opting in.
     #[error(
-        "token URL `{url}` is not HTTPS; plain HTTP is only allowed to loopback hosts unless you call `allow_insecure_http(true)`"
+        "`{url}` is not HTTPS; plain HTTP is only allowed to loopback hosts unless insecure HTTP is explicitly allowed"
     )]
     InsecureUrl {
         /// The URL.
@@ -414,6 +414,9 @@ pub enum ConfigError {
     /// An environment variable the configuration needs is not set.
     #[error("environment variable `{0}` is not set")]
     MissingEnv(String),
+    /// An environment variable the configuration needs is set but empty.
+    #[error("environment variable `{0}` is empty")]
+    EmptyEnv(String),
     /// An environment variable is set but not valid Unicode.
     #[error("environment variable `{0}` is not valid Unicode")]
     InvalidEnv(String),

@@ -863,6 +863,9 @@ impl TokenManager {
                     reason: "has characters an HTTP header cannot carry",
                 })
             })?;
+            let lifetime = lifetime.min(self.config.max_lifetime);
+            // The wall-clock time the request was sent, from the wall clock now.
+            let wall_sent = wall.checked_sub(now - flight.sent_at).unwrap_or(wall);
             let token = Token::new(
                 access,
                 authorization,
@@ -870,7 +873,8 @@ impl TokenManager {
                 flight.sent_at,
                 expires_at,
                 refresh_at,
-                lifetime.min(self.config.max_lifetime),
+                wall_sent.checked_add(lifetime).unwrap_or(wall_sent),
+                lifetime,
                 source,
             );
             Ok((token, response))

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
@@ -22,6 +22,7 @@ struct Inner {
     sent_at: Instant,
     expires_at: Instant,
     refresh_at: Instant,
+    expires_at_wall: SystemTime,
     lifetime: Duration,
     source: LifetimeSource,
 }
@@ -35,6 +36,7 @@ impl Token {
         sent_at: Instant,
         expires_at: Instant,
         refresh_at: Instant,
+        expires_at_wall: SystemTime,
         lifetime: Duration,
         source: LifetimeSource,
     ) -> Self {
@@ -45,6 +47,7 @@ impl Token {
             sent_at,
             expires_at,
             refresh_at,
+            expires_at_wall,
             lifetime,
             source,
         }))
@@ -80,6 +83,17 @@ impl Token {
     /// served until [`expires_at`](Token::expires_at)).
     pub fn refresh_at(&self) -> Instant {
         self.0.refresh_at
+    }
+
+    /// [`expires_at`](Token::expires_at) on the wall clock given when the response was handled:
+    /// for display, and for sharing the token across processes.
+    pub fn expires_at_wall(&self) -> SystemTime {
+        self.0.expires_at_wall
+    }
+
+    /// The token type (always Bearer: other types are refused when parsing).
+    pub fn token_type(&self) -> crate::TokenType {
+        crate::TokenType::Bearer
     }
 
     /// The lifetime the token was given (after capping).

@@ -117,6 +117,7 @@ fn expiry_counts_from_when_the_request_was_sent() {
     };
     assert_eq!(token.expires_at(), h.at(100.0));
     assert_eq!(token.sent_at(), h.at(0.0));
+    assert_eq!(token.expires_at_wall(), h.wall0 + Duration::from_secs(100));
 }
 
 #[test]

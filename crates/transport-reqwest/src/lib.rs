@@ -409,22 +409,34 @@ impl ClientHandle {
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to a request builder;
     /// also returns the token used (report it to [`invalidate`](Self::invalidate) on a 401).
+    ///
+    /// Refuses (before fetching a token) an `http://` URL to a host that is not loopback unless
+    /// the configuration allows insecure HTTP.
     pub async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(reqwest::RequestBuilder, Token), Error> {
-        let token = self.token().await?;
-        let mut headers = http::HeaderMap::new();
-        self.config
-            .authorize_with(&mut headers, token.authorization().clone());
-        Ok((request.headers(headers), token))
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(api_failure)?;
+        let token = self.authorize_reqwest(&mut request).await?;
+        Ok((reqwest::RequestBuilder::from_parts(client, request), token))
     }
 
-    /// Adds `Authorization: Bearer …` and the provider's API headers to an `http::Request`.
+    async fn authorize_reqwest(&self, request: &mut reqwest::Request) -> Result<Token, Error> {
+        self.config.check_api_url(request.url().as_str())?;
+        let token = self.token().await?;
+        self.config
+            .authorize_with(request.headers_mut(), token.authorization().clone());
+        Ok(token)
+    }
+
+    /// Adds `Authorization: Bearer …` and the provider's API headers to an `http::Request`
+    /// (with the same URL check as [`authorize`](Self::authorize)).
     pub async fn authorize_request<B>(
         &self,
         request: &mut http::Request<B>,
     ) -> Result<Token, Error> {
+        self.config.check_api_url(&request.uri().to_string())?;
         let token = self.token().await?;
         self.config
             .authorize_with(request.headers_mut(), token.authorization().clone());
@@ -444,14 +456,16 @@ impl ClientHandle {
     /// new one and retries once (if the request can be cloned, i.e. its body is not a stream).
     /// HTTP error statuses are returned as responses.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-        let retry = request.try_clone();
-        let (first, token) = self.authorize(request).await?;
-        let response = first.send().await.map_err(api_failure)?;
+        let (client, request) = request.build_split();
+        let mut first = request.map_err(api_failure)?;
+        let retry = first.try_clone();
+        let token = self.authorize_reqwest(&mut first).await?;
+        let response = client.execute(first).await.map_err(api_failure)?;
         match retry {
-            Some(retry) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
+            Some(mut retry) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
                 self.invalidate(&token);
-                let (retry, _) = self.authorize(retry).await?;
-                retry.send().await.map_err(api_failure)
+                self.authorize_reqwest(&mut retry).await?;
+                client.execute(retry).await.map_err(api_failure)
             }
             _ => Ok(response),
         }
@@ -479,12 +493,9 @@ impl reqwest_middleware::Middleware for BearerMiddleware {
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let token = self
             .0
-            .token()
+            .authorize_reqwest(&mut request)
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
-        self.0
-            .config
-            .authorize_with(request.headers_mut(), token.authorization().clone());
         let response = next.run(request, extensions).await?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED {
             self.0.invalidate(&token);

@@ -288,3 +288,30 @@ fn shared_across_threads() {
     let c = Arc::new(client(&clock, Duration::from_secs(1)));
     check(&c);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_are_never_sent_to_plain_http_apis_off_loopback() {
+    let sim = Simulator::start().unwrap();
+    let clock = ManualClock::starting_now();
+    let client = client(&clock, Duration::from_secs(10));
+    let handle = handle(&sim, &client, Preset::Bookable);
+    let http = transport_reqwest::http_client_builder().build().unwrap();
+    let err = handle
+        .send(http.get("http://api.example.invalid/venues"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Token(CoreError::Config(
+                token_core::ConfigError::InsecureUrl { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        sim.total_token_requests(),
+        0,
+        "refused before fetching a token"
+    );
+}

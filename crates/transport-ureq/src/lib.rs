@@ -353,7 +353,11 @@ impl ClientHandle {
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to `request`; returns the
     /// token used (report it to [`invalidate`](Self::invalidate) if the API answers 401).
+    ///
+    /// Refuses (before fetching a token) an absolute `http://` URL to a host that is not
+    /// loopback unless the configuration allows insecure HTTP.
     pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<Token, Error> {
+        self.config.check_api_url(&request.uri().to_string())?;
         let token = self.token()?;
         self.config
             .authorize_with(request.headers_mut(), token.authorization().clone());

@@ -370,3 +370,27 @@ fn manager_config_reaches_the_core() {
     let t = handle.token().unwrap();
     assert_eq!(t.refresh_at() - t.sent_at(), Duration::from_secs(3300));
 }
+
+#[test]
+fn tokens_are_never_sent_to_plain_http_apis_off_loopback() {
+    let (sim, client, _clock) = setup();
+    let handle = handle(&sim, &client, Preset::Bookable);
+    let request = http::Request::get("http://api.example.invalid/venues")
+        .body(Vec::new())
+        .unwrap();
+    let err = handle.call(request).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Token(CoreError::Config(
+                token_core::ConfigError::InsecureUrl { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        sim.total_token_requests(),
+        0,
+        "refused before fetching a token"
+    );
+}
