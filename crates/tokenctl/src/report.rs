@@ -40,13 +40,11 @@ impl TokenInfo<'_> {
     }
 
     fn expires_at(&self) -> SystemTime {
-        self.wall + self.remaining()
+        self.token.expires_at_wall()
     }
 
-    /// The scheme of the `Authorization` value the token produces (`Bearer`).
     fn token_type(&self) -> String {
-        let header = self.token.authorization().to_str().unwrap_or("Bearer ");
-        header.split(' ').next().unwrap_or("Bearer").to_owned()
+        self.token.token_type().to_string()
     }
 
     /// The scopes the response granted, space-separated, if it listed them.
