@@ -140,28 +140,79 @@ pub mod fuzzing {
         if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
             headers.insert(http::header::RETRY_AFTER, value);
         }
-        if let Ok(response) =
-            crate::response::parse_parts(status, &headers, body, 64 * 1024, &["s"])
-        {
-            let _ = response.lifetime(std::time::UNIX_EPOCH, std::time::Duration::from_secs(1));
+        match crate::response::parse_parts(status, &headers, body, 64 * 1024, &["s"]) {
+            Ok(response) => {
+                let _ = response.lifetime(std::time::UNIX_EPOCH, std::time::Duration::from_secs(1));
+                let _ = format!("{response:?}");
+            }
+            Err(error) => exercise_error(&error),
         }
     }
 
     /// Parses a body as an error response (non-2xx status); must never panic.
     pub fn parse_error_response(body: &[u8]) {
-        let _ = crate::response::parse_parts(
+        let result = crate::response::parse_parts(
             http::StatusCode::BAD_REQUEST,
             &http::HeaderMap::new(),
             body,
             64 * 1024,
             &["s"],
         );
+        if let Err(error) = result {
+            exercise_error(&error);
+        }
     }
 
     /// Extracts JWT time claims; must never panic.
     pub fn jwt_times(data: &[u8]) {
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = crate::jwt::jwt_times(text);
+            let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+            let _ = crate::response::jwt_lifetime(text, now);
         }
+    }
+
+    /// What a caller does with a parse error: print it and classify it.
+    fn exercise_error(error: &crate::Error) {
+        let _ = format!("{error} {error:?}");
+        let _ = (
+            error.is_retryable(),
+            error.is_credentials_rejected(),
+            error.is_grant_rejected(),
+            error.status(),
+            error.oauth_code(),
+        );
+        if let Some(retry_after) = error.retry_after() {
+            let _ = retry_after.delay_from(std::time::UNIX_EPOCH);
+        }
+    }
+
+    /// The `token_response` fuzz target's input format: bytes 0-1 are the status (big-endian,
+    /// mapped into `100..=999` as `100 + v % 900`); byte 2 is a length `n`: 0 means no
+    /// `Retry-After` header, otherwise the next `n` bytes (fewer if the input ends) are its
+    /// value; the rest is the body. Inputs shorter than 3 bytes are ignored.
+    pub fn token_response_input(data: &[u8]) {
+        let [hi, lo, n, rest @ ..] = data else {
+            return;
+        };
+        let status = 100 + u16::from_be_bytes([*hi, *lo]) % 900;
+        let (retry_after, body) = match usize::from(*n) {
+            0 => (None, rest),
+            n => {
+                let (value, body) = rest.split_at(n.min(rest.len()));
+                (Some(value), body)
+            }
+        };
+        parse_token_response(status, retry_after, body);
+    }
+
+    /// The `error_response` fuzz target's input format: the whole input is the body.
+    pub fn error_response_input(data: &[u8]) {
+        parse_error_response(data);
+    }
+
+    /// The `jwt_exp` fuzz target's input format: the whole input is the token.
+    pub fn jwt_exp_input(data: &[u8]) {
+        jwt_times(data);
     }
 }
