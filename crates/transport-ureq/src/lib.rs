@@ -364,6 +364,26 @@ impl ClientHandle {
         Ok(token)
     }
 
+    /// Adds `Authorization: Bearer …` and the provider's API headers to a ureq request builder
+    /// (`agent.get(url)`); also returns the token used (report it to
+    /// [`invalidate`](Self::invalidate) if the API answers 401).
+    pub fn authorize_ureq<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+    ) -> Result<(ureq::RequestBuilder<B>, Token), Error> {
+        if let Some(uri) = request.uri_ref() {
+            self.config.check_api_url(&uri.to_string())?;
+        }
+        let token = self.token()?;
+        let mut headers = http::HeaderMap::new();
+        self.config
+            .authorize_with(&mut headers, token.authorization().clone());
+        let request = headers.iter().fold(request, |request, (name, value)| {
+            request.header(name, value)
+        });
+        Ok((request, token))
+    }
+
     /// Reports that the API rejected `token`; the cache drops it only if it is still current,
     /// so many 401s for one token cause one renewal. Returns whether it was dropped.
     pub fn invalidate(&self, token: &Token) -> bool {

@@ -394,3 +394,19 @@ fn tokens_are_never_sent_to_plain_http_apis_off_loopback() {
         "refused before fetching a token"
     );
 }
+
+#[test]
+fn ureq_request_builders_get_the_token_too() {
+    let (sim, client, _clock) = setup();
+    let handle = handle(&sim, &client, Preset::BookyFlow);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let (request, _token) = handle
+        .authorize_ureq(agent.get(sim.api_url(Provider::BookyFlow)))
+        .unwrap();
+    assert_eq!(request.call().unwrap().status(), 200);
+    let insecure = handle.authorize_ureq(agent.get("http://api.example.invalid/x"));
+    assert!(insecure.is_err());
+}
