@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{ClientConfig, Flow, Provider};
-use crate::error::{ApiMisuse, Error, Malformed, TransportErrorKind, TransportFailure};
+use crate::error::{ApiMisuse, Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
 use crate::request::{Grant, bearer_header};
 use crate::response::{TokenResponse, jwt_lifetime, parse_token_response};
 use crate::secret::{AccessToken, RefreshToken};
@@ -526,11 +526,14 @@ impl TokenManager {
         let config = Arc::clone(&self.clients[client].config);
         let status = response.status();
         let parsed = parse_token_response(&config, &response).map(|r| (status, r));
-        match flight.target.clone() {
-            Target::Access(key) => self.finish_access(now, wall, &config, key, &flight, parsed),
+        let accepted = match &flight.target {
+            Target::Access(key) => self.accept_access(now, wall, &config, key, &flight, parsed),
             Target::RefreshToken(client) => {
-                self.finish_chain(now, wall, &config, client, &flight, parsed)
+                self.accept_chain(now, wall, &config, *client, &flight, parsed)
             }
+        };
+        if let Err(error) = accepted {
+            self.fail(now, Some(wall), flight, error);
         }
         Ok(())
     }
@@ -544,7 +547,7 @@ impl TokenManager {
     ) -> Result<(), ApiMisuse> {
         let now = self.observe(now);
         if let Some(flight) = self.take_flight(id)? {
-            self.fail(now, flight, Error::Transport(failure), None);
+            self.fail(now, None, flight, Error::Transport(failure));
         }
         Ok(())
     }
@@ -571,7 +574,7 @@ impl TokenManager {
                 TransportErrorKind::Timeout,
                 "no response within the manager's request timeout",
             );
-            self.fail(now, flight, Error::Transport(failure), None);
+            self.fail(now, None, flight, Error::Transport(failure));
         }
 
         let mut due: Vec<TokenKey> = self
@@ -831,21 +834,17 @@ impl TokenManager {
         config.refresh_window.unwrap_or(self.config.refresh_window)
     }
 
-    fn finish_access(
+    /// Caches the access token a response carries, or says why it cannot.
+    fn accept_access(
         &mut self,
         now: Instant,
         wall: SystemTime,
         config: &ClientConfig,
-        key: TokenKey,
+        key: &TokenKey,
         flight: &Flight,
         parsed: Result<(http::StatusCode, TokenResponse), Error>,
-    ) {
-        let retry_after = parsed
-            .as_ref()
-            .err()
-            .and_then(Error::retry_after)
-            .map(|r| r.delay_from(wall));
-        let built = parsed.and_then(|(status, response)| {
+    ) -> Result<(), Error> {
+        let (token, response) = parsed.and_then(|(status, response)| {
             let malformed = |reason| Error::Malformed { status, reason };
             let access = response
                 .access_token()
@@ -878,42 +877,34 @@ impl TokenManager {
                 source,
             );
             Ok((token, response))
-        });
-        match built {
-            Ok((token, response)) => {
-                if let Some(entry) = self.entries.get_mut(&key) {
-                    entry.token = Some(token.clone());
-                    entry.fetch.flight = None;
-                    entry.fetch.succeeded();
-                    entry.chain_restarts = 0;
-                    entry.awaiting_chain = false;
-                }
-                // A rotated refresh token (bookingtime may send one) replaces the chain's. Its
-                // lifetime is its JWT `exp` if it has one, else the chain's 30-day default.
-                if let Some(rotated) = response.refresh_token() {
-                    if self.chain(key.client).is_some() {
-                        let lifetime = jwt_lifetime(rotated.secret(), wall)
-                            .unwrap_or(BOOKINGTIME_REFRESH_DEFAULT);
-                        self.store_refresh(
-                            config,
-                            key.client,
-                            flight.sent_at,
-                            rotated.clone(),
-                            lifetime,
-                        );
-                    }
-                }
-                self.events.push_back(Event::Token { key, token });
-            }
-            Err(error) => {
-                let flight = Flight {
-                    target: Target::Access(key),
-                    sent_at: flight.sent_at,
-                    via_generation: flight.via_generation,
-                };
-                self.fail(now, flight, error, retry_after);
+        })?;
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.token = Some(token.clone());
+            entry.fetch.flight = None;
+            entry.fetch.succeeded();
+            entry.chain_restarts = 0;
+            entry.awaiting_chain = false;
+        }
+        // A rotated refresh token (bookingtime may send one) replaces the chain's. Its lifetime
+        // is its JWT `exp` if it has one, else the chain's 30-day default.
+        if let Some(rotated) = response.refresh_token() {
+            if self.chain(key.client).is_some() {
+                let lifetime =
+                    jwt_lifetime(rotated.secret(), wall).unwrap_or(BOOKINGTIME_REFRESH_DEFAULT);
+                self.store_refresh(
+                    config,
+                    key.client,
+                    flight.sent_at,
+                    rotated.clone(),
+                    lifetime,
+                );
             }
         }
+        self.events.push_back(Event::Token {
+            key: key.clone(),
+            token,
+        });
+        Ok(())
     }
 
     /// Caches a client's refresh token (a new generation).
@@ -938,7 +929,9 @@ impl TokenManager {
         }
     }
 
-    fn finish_chain(
+    /// Caches the refresh token a response carries and starts the organizations waiting for
+    /// it, or says why it cannot.
+    fn accept_chain(
         &mut self,
         now: Instant,
         wall: SystemTime,
@@ -946,13 +939,8 @@ impl TokenManager {
         client: ClientId,
         flight: &Flight,
         parsed: Result<(http::StatusCode, TokenResponse), Error>,
-    ) {
-        let retry_after = parsed
-            .as_ref()
-            .err()
-            .and_then(Error::retry_after)
-            .map(|r| r.delay_from(wall));
-        let checked = parsed.and_then(|(status, response)| {
+    ) -> Result<(), Error> {
+        let (token, lifetime) = parsed.and_then(|(status, response)| {
             let malformed = |reason| Error::Malformed { status, reason };
             let token = response
                 .refresh_token()
@@ -963,34 +951,23 @@ impl TokenManager {
                 return Err(malformed(Malformed::AlreadyExpired));
             }
             Ok((token, lifetime))
-        });
-        match checked {
-            Ok((token, lifetime)) => {
-                self.store_refresh(config, client, flight.sent_at, token, lifetime);
-                if let Some(chain) = self.chain_mut(client) {
-                    chain.fetch.flight = None;
-                    chain.fetch.succeeded();
-                }
-                let mut waiting: Vec<TokenKey> = self
-                    .entries
-                    .iter()
-                    .filter(|(k, e)| k.client == client && e.awaiting_chain)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                waiting.sort_by(|a, b| a.organization.cmp(&b.organization));
-                for key in waiting {
-                    self.start_access(now, &key);
-                }
-            }
-            Err(error) => {
-                let flight = Flight {
-                    target: Target::RefreshToken(client),
-                    sent_at: flight.sent_at,
-                    via_generation: None,
-                };
-                self.fail(now, flight, error, retry_after);
-            }
+        })?;
+        self.store_refresh(config, client, flight.sent_at, token, lifetime);
+        if let Some(chain) = self.chain_mut(client) {
+            chain.fetch.flight = None;
+            chain.fetch.succeeded();
         }
+        let mut waiting: Vec<TokenKey> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| k.client == client && e.awaiting_chain)
+            .map(|(k, _)| k.clone())
+            .collect();
+        waiting.sort_by(|a, b| a.organization.cmp(&b.organization));
+        for key in waiting {
+            self.start_access(now, &key);
+        }
+        Ok(())
     }
 
     /// Backoff for the `failures`-th consecutive failure with `error`: exponential from the
@@ -1015,8 +992,13 @@ impl TokenManager {
     }
 
     /// Records a failed fetch and tells waiting callers; restarts bookingtime's chain once per
-    /// rejected refresh token.
-    fn fail(&mut self, now: Instant, flight: Flight, error: Error, retry_after: Option<Duration>) {
+    /// rejected refresh token. `wall` dates an HTTP-date `Retry-After`.
+    fn fail(&mut self, now: Instant, wall: Option<SystemTime>, flight: Flight, error: Error) {
+        let retry_after = error.retry_after().map(|r| match (r, wall) {
+            (_, Some(wall)) => r.delay_from(wall),
+            (RetryAfter::Delay(d), None) => d,
+            (RetryAfter::At(_), None) => Duration::ZERO,
+        });
         match flight.target {
             Target::Access(key) => {
                 let Some(entry) = self.entries.get_mut(&key) else {
