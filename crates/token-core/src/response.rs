@@ -8,12 +8,15 @@
 //! characters an HTTP header cannot carry, a success body that is not a JSON object, and any body
 //! over the size cap.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, Response, StatusCode};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::config::{ClientConfig, Scopes};
@@ -144,16 +147,18 @@ pub fn parse_token_response(
     config: &ClientConfig,
     response: &Response<Vec<u8>>,
 ) -> Result<TokenResponse, Error> {
-    parse_parts(
+    parse_with(
         response.status(),
         response.headers(),
         response.body(),
         config.max_body_bytes(),
-        &config.redactions(),
+        // Only error paths redact: a successful parse never builds the list.
+        &|| config.redactions(),
     )
 }
 
-/// The parser behind [`parse_token_response`], on raw parts.
+/// The parser behind [`parse_token_response`], on raw parts (for the fuzz targets and tests).
+#[cfg(any(test, feature = "__fuzzing"))]
 pub(crate) fn parse_parts(
     status: StatusCode,
     headers: &HeaderMap,
@@ -161,40 +166,54 @@ pub(crate) fn parse_parts(
     max_body: usize,
     redact: &[&str],
 ) -> Result<TokenResponse, Error> {
+    parse_with(status, headers, body, max_body, &|| redact.to_vec())
+}
+
+/// The parser, with the strings to redact from errors produced on demand.
+fn parse_with<'r>(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body: usize,
+    redact: &dyn Fn() -> Vec<&'r str>,
+) -> Result<TokenResponse, Error> {
     if body.len() > max_body {
         return Err(Error::BodyTooLarge {
             status,
             limit: max_body,
         });
     }
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| RetryAfter::parse(v.as_bytes()));
-    let raw = RawResponse::parse(body);
+    let retry_after = || {
+        headers
+            .get(RETRY_AFTER)
+            .and_then(|v| RetryAfter::parse(v.as_bytes()))
+    };
+    let mut parsed = RawResponse::default();
+    let raw = parsed.parse(body).then_some(parsed);
 
     if !status.is_success() {
         return Err(match raw {
             Some(raw) if raw.error.is_some() => {
-                Error::OAuth(raw.into_oauth_error(status, retry_after, redact))
+                Error::OAuth(raw.into_oauth_error(status, retry_after(), &redact()))
             }
             _ => Error::Http(HttpError {
                 status,
-                excerpt: excerpt(body, redact),
-                retry_after,
+                excerpt: excerpt(body, &redact()),
+                retry_after: retry_after(),
             }),
         });
     }
     let malformed = |reason| Error::Malformed { status, reason };
     let Some(raw) = raw else {
         return Err(malformed(Malformed::NotJson {
-            excerpt: excerpt(body, redact),
+            excerpt: excerpt(body, &redact()),
         }));
     };
     if raw.error.is_some() {
         return Err(Error::OAuth(raw.into_oauth_error(
             status,
-            retry_after,
-            redact,
+            retry_after(),
+            &redact(),
         )));
     }
     raw.into_token_response().map_err(malformed)
@@ -222,27 +241,39 @@ fn excerpt(body: &[u8], redact: &[&str]) -> String {
 }
 
 /// One pass over the JSON object: known fields are picked out as they come; the rest is kept.
+/// Keys and the string fields read here stay borrowed from the body where they have no escapes,
+/// so a token is copied once, into its `Arc<str>`.
 #[derive(Default)]
-struct RawResponse {
-    access_token: Option<Value>,
-    token_type: Option<Value>,
-    type_alias: Option<Value>,
+struct RawResponse<'de> {
+    access_token: Field<'de>,
+    token_type: Field<'de>,
+    type_alias: Field<'de>,
     expires_in: Option<Value>,
-    refresh_token: Option<Value>,
-    scope: Option<Value>,
+    refresh_token: Field<'de>,
+    scope: Field<'de>,
     error: Option<String>,
     error_description: Option<Value>,
     error_uri: Option<Value>,
     extra: serde_json::Map<String, Value>,
 }
 
-impl RawResponse {
-    /// `None` when the body is not a JSON object.
-    fn parse(body: &[u8]) -> Option<Self> {
+/// A known field's value. Absent and `null` are the same to the parser: both are `Null`.
+#[derive(Default)]
+enum Field<'de> {
+    #[default]
+    Null,
+    /// A string, borrowed from the body unless it had escapes.
+    Str(Cow<'de, str>),
+    /// Any other JSON value.
+    Other(Value),
+}
+
+impl<'de> RawResponse<'de> {
+    /// Reads `body` into `self` (in place: the struct is large); false when the body is not a
+    /// JSON object, leaving `self` partly filled.
+    fn parse(&mut self, body: &'de [u8]) -> bool {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let raw = de.deserialize_map(RawVisitor).ok()?;
-        de.end().ok()?;
-        Some(raw)
+        de.deserialize_map(RawVisitor(self)).is_ok() && de.end().is_ok()
     }
 
     fn into_oauth_error(
@@ -271,13 +302,17 @@ impl RawResponse {
         if access_token.is_none() && refresh_token.is_none() {
             return Err(Malformed::MissingField("access_token"));
         }
-        let token_type = match non_null(self.token_type).or(non_null(self.type_alias)) {
-            None => TokenType::Bearer,
-            Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => TokenType::Bearer,
-            Some(Value::String(t)) => {
+        let token_type = match self.token_type {
+            Field::Null => self.type_alias,
+            named => named,
+        };
+        let token_type = match token_type {
+            Field::Null => TokenType::Bearer,
+            Field::Str(t) if t.eq_ignore_ascii_case("bearer") => TokenType::Bearer,
+            Field::Str(t) => {
                 return Err(Malformed::UnsupportedTokenType(sanitize(&t, 32, &[])));
             }
-            Some(_) => {
+            Field::Other(_) => {
                 return Err(Malformed::InvalidField {
                     field: "token_type",
                     reason: "is not a string",
@@ -288,10 +323,10 @@ impl RawResponse {
             None => None,
             Some(v) => Some(expires_in(&v)?),
         };
-        let scope = match non_null(self.scope) {
-            None => None,
-            Some(Value::String(s)) => Some(Scopes::parse(&s)),
-            Some(Value::Array(items)) => Some(
+        let scope = match self.scope {
+            Field::Null => None,
+            Field::Str(s) => Some(Scopes::parse(&s)),
+            Field::Other(Value::Array(items)) => Some(
                 items
                     .iter()
                     .map(|v| v.as_str().ok_or(()))
@@ -301,7 +336,7 @@ impl RawResponse {
                         reason: "is not a string or a list of strings",
                     })?,
             ),
-            Some(_) => {
+            Field::Other(_) => {
                 return Err(Malformed::InvalidField {
                     field: "scope",
                     reason: "is not a string or a list of strings",
@@ -324,23 +359,30 @@ fn non_null(v: Option<Value>) -> Option<Value> {
 }
 
 /// A token string: present, non-empty, and sendable in an `Authorization` header.
-fn token_field(v: Option<Value>, field: &'static str) -> Result<Option<String>, Malformed> {
-    match non_null(v) {
-        None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(Malformed::InvalidField {
+fn token_field(v: Field<'_>, field: &'static str) -> Result<Option<Arc<str>>, Malformed> {
+    match v {
+        Field::Null => Ok(None),
+        Field::Str(s) if s.is_empty() => Err(Malformed::InvalidField {
             field,
             reason: "is empty",
         }),
-        Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s)),
-        Some(Value::String(_)) => Err(Malformed::InvalidField {
+        Field::Str(s) if is_visible_ascii(&s) => Ok(Some(Arc::from(s))),
+        Field::Str(_) => Err(Malformed::InvalidField {
             field,
             reason: "has characters an HTTP header cannot carry",
         }),
-        Some(_) => Err(Malformed::InvalidField {
+        Field::Other(_) => Err(Malformed::InvalidField {
             field,
             reason: "is not a string",
         }),
     }
+}
+
+/// True when every byte is visible ASCII (`!` to `~`), the characters a token can carry in a
+/// header. Branch-free, so the compiler vectorizes it: tokens are often kilobytes of JWT, and a
+/// byte-at-a-time loop with an early exit cost more than parsing them.
+fn is_visible_ascii(s: &str) -> bool {
+    s.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic())
 }
 
 /// `expires_in`: a positive number of seconds as a JSON integer, float or numeric string.
@@ -384,27 +426,27 @@ fn expires_in(v: &Value) -> Result<Duration, Malformed> {
     Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
-struct RawVisitor;
+struct RawVisitor<'a, 'de>(&'a mut RawResponse<'de>);
 
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = RawResponse;
+impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawResponse, A::Error> {
-        let mut raw = RawResponse::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let slot = match key.as_ref() {
-                "access_token" => &mut raw.access_token,
-                "token_type" => &mut raw.token_type,
-                "type" => &mut raw.type_alias,
-                "expires_in" => &mut raw.expires_in,
-                "refresh_token" => &mut raw.refresh_token,
-                "scope" => &mut raw.scope,
-                "error_description" => &mut raw.error_description,
-                "error_uri" => &mut raw.error_uri,
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let raw = self.0;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "access_token" => raw.access_token = map.next_value()?,
+                "token_type" => raw.token_type = map.next_value()?,
+                "type" => raw.type_alias = map.next_value()?,
+                "expires_in" => raw.expires_in = Some(map.next_value()?),
+                "refresh_token" => raw.refresh_token = map.next_value()?,
+                "scope" => raw.scope = map.next_value()?,
+                "error_description" => raw.error_description = Some(map.next_value()?),
+                "error_uri" => raw.error_uri = Some(map.next_value()?),
                 "error" => {
                     // Only a string `error` makes this an RFC 6749 error response.
                     match map.next_value::<Value>()? {
@@ -413,17 +455,112 @@ impl<'de> Visitor<'de> for RawVisitor {
                             raw.extra.insert("error".to_owned(), other);
                         }
                     }
-                    continue;
                 }
                 _ => {
                     let value = map.next_value::<Value>()?;
                     raw.extra.insert(key.into_owned(), value);
-                    continue;
                 }
-            };
-            *slot = Some(map.next_value::<Value>()?);
+            }
         }
-        Ok(raw)
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the body unless it had escapes (serde's own `Cow<str>` always
+/// copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// Reads any JSON value into a [`Field`]: strings as (borrowed) strings, `null` as `Null`,
+/// everything else exactly as `serde_json::Value` reads it.
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Field<'de>, D::Error> {
+        Field::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Field::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Other)
     }
 }
 

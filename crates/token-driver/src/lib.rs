@@ -4,10 +4,12 @@
 //! is the same whether it blocks or awaits, so it lives here once:
 //! - [`Clock`], with [`SystemClock`] and a [`ManualClock`] for tests;
 //! - the transports' [`Error`];
-//! - [`Driver`]: a [`TokenManager`] behind a mutex plus a published snapshot of fresh tokens.
-//!   A cache hit ([`Driver::cached`]) reads the snapshot under a read lock that no fetch ever
-//!   holds and allocates nothing; a miss takes one [`Driver::step`] under the manager's mutex and
-//!   gets back the lookup and the requests to send; the transport sends them **without** any
+//! - [`Driver`]: a [`TokenManager`] behind a mutex plus a published snapshot of the tokens it
+//!   would serve without being asked ([`TokenManager::servable`]): fresh tokens, and tokens
+//!   inside their refresh window while the refresh is in flight or backing off. A cache hit
+//!   ([`Driver::cached`]) reads the snapshot under a read lock that no fetch ever holds, hashes
+//!   nothing and allocates nothing; a miss takes one [`Driver::step`] under the manager's mutex
+//!   and gets back the lookup and the requests to send; the transport sends them **without** any
 //!   lock held and reports each outcome with [`Driver::complete`]. Waiters watch
 //!   [`Driver::generation`], which moves whenever a token arrives, a fetch fails or a token is
 //!   invalidated.
@@ -17,15 +19,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant, SystemTime};
 
 use token_core::{
     AccessToken, ApiMisuse, ClientConfig, ClientId, Event, Lookup, ManagerConfig, Output,
-    RequestId, Token, TokenKey, TokenManager, TokenRequest, TransportFailure,
+    RequestId, Target, Token, TokenKey, TokenManager, TokenRequest, TransportFailure,
 };
 
 pub use token_core;
@@ -156,10 +160,92 @@ pub struct Step {
     pub generation: u64,
 }
 
+/// A token a cache hit may serve, and the instant it stops being servable without asking the
+/// manager (see [`TokenManager::servable`]).
+#[derive(Clone)]
+struct Servable {
+    token: Token,
+    until: Instant,
+}
+
+impl Servable {
+    fn is(&self, token: &Token, until: Instant) -> bool {
+        self.token.same_as(token) && self.until == until
+    }
+}
+
+/// The published tokens, by client and then by organization. Ordered maps rather than a hash
+/// map: a hit compares a key or two and hashes nothing (SipHashing the key was most of the cost
+/// of a hit), and there is nothing to flood with colliding keys.
+#[derive(Clone, Default)]
+struct Snapshot(BTreeMap<ClientId, Published>);
+
+/// One client's published tokens: its own (no organization) and its organizations'.
+#[derive(Clone, Default)]
+struct Published {
+    own: Option<Servable>,
+    organizations: BTreeMap<Arc<str>, Servable>,
+}
+
+impl Snapshot {
+    fn get(&self, key: &TokenKey) -> Option<&Servable> {
+        let published = self.0.get(&key.client())?;
+        match key.organization() {
+            None => published.own.as_ref(),
+            Some(organization) => published.organizations.get(organization),
+        }
+    }
+
+    fn keys(&self) -> Vec<TokenKey> {
+        let mut keys = Vec::new();
+        for (&client, published) in &self.0 {
+            if published.own.is_some() {
+                keys.push(TokenKey::new(client));
+            }
+            keys.extend(
+                published.organizations.keys().map(|organization| {
+                    TokenKey::with_organization(client, Arc::clone(organization))
+                }),
+            );
+        }
+        keys
+    }
+
+    fn set(&mut self, key: &TokenKey, servable: Option<Servable>) {
+        let client = key.client();
+        match (servable, key.organization()) {
+            (Some(servable), None) => self.0.entry(client).or_default().own = Some(servable),
+            (Some(servable), Some(organization)) => {
+                let organizations = &mut self.0.entry(client).or_default().organizations;
+                match organizations.get_mut(organization) {
+                    Some(slot) => *slot = servable,
+                    None => {
+                        organizations.insert(Arc::from(organization), servable);
+                    }
+                }
+            }
+            (None, organization) => {
+                let Some(published) = self.0.get_mut(&client) else {
+                    return;
+                };
+                match organization {
+                    None => published.own = None,
+                    Some(organization) => {
+                        published.organizations.remove(organization);
+                    }
+                }
+                if published.own.is_none() && published.organizations.is_empty() {
+                    self.0.remove(&client);
+                }
+            }
+        }
+    }
+}
+
 /// A [`TokenManager`] shared between callers, with a published snapshot of its tokens.
 pub struct Driver {
     core: Mutex<TokenManager>,
-    snapshot: RwLock<HashMap<TokenKey, Token>>,
+    snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
     requests_sent: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -178,7 +264,7 @@ impl Driver {
     pub fn new(config: ManagerConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             core: Mutex::new(TokenManager::new(config)),
-            snapshot: RwLock::new(HashMap::new()),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(0),
             requests_sent: AtomicU64::new(0),
             clock,
@@ -198,15 +284,17 @@ impl Driver {
         (id, config)
     }
 
-    /// A token that can be served without touching the manager: cached and not yet inside its
-    /// refresh window. Takes only the snapshot's read lock and allocates nothing.
+    /// A token that can be served without touching the manager: one the manager would hand out
+    /// without starting anything ([`TokenManager::servable`]), i.e. fresh, or inside its refresh
+    /// window while the refresh is in flight or backing off. Takes only the snapshot's read
+    /// lock, hashes nothing and allocates nothing.
     pub fn cached(&self, key: &TokenKey) -> Option<Token> {
         let now = self.clock.now();
-        let snapshot = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        snapshot.get(key).filter(|t| t.is_fresh(now)).cloned()
+        self.snapshot
+            .load()
+            .get(key)
+            .filter(|servable| now < servable.until)
+            .map(|servable| servable.token.clone())
     }
 
     /// How many token requests this driver has handed to its transport (all keys), for metrics
@@ -226,10 +314,7 @@ impl Driver {
         let now = self.clock.now();
         core.handle_timeout(now);
         let lookup = core.request(now, key)?;
-        let sends = self.drain(&mut core, now);
-        if let Lookup::Ready(token) = &lookup {
-            self.publish(key, token);
-        }
+        let sends = self.drain(&mut core, now, Some(key));
         Ok(Step {
             lookup,
             sends,
@@ -254,7 +339,7 @@ impl Driver {
             // Only reachable if a transport reports an id twice across drivers; never panic.
             tracing::warn!(%misuse, "token response for an unknown request ignored");
         }
-        let sends = self.drain(&mut core, now);
+        let sends = self.drain(&mut core, now, None);
         // Even an ignored (late) response bumps the generation: waiters re-check, harmlessly.
         self.generation.fetch_add(1, Ordering::AcqRel);
         sends
@@ -266,48 +351,40 @@ impl Driver {
         let now = self.clock.now();
         let dropped = core.invalidate(now, key, rejected);
         if dropped {
-            let mut snapshot = self
-                .snapshot
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if snapshot
-                .get(key)
-                .is_some_and(|t| t.access_token() == rejected)
-            {
-                snapshot.remove(key);
-            }
+            self.republish(&core, now, vec![key.clone()]);
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         dropped
     }
 
-    /// Runs `f` with the manager locked (for inspection in tests and tools).
+    /// Runs `f` with the manager locked (for inspection in tests and tools); the snapshot is
+    /// brought in line with whatever `f` did.
     pub fn with_manager<R>(&self, f: impl FnOnce(&mut TokenManager) -> R) -> R {
-        f(&mut lock(&self.core))
+        let mut core = lock(&self.core);
+        let result = f(&mut core);
+        let now = self.clock.now();
+        self.republish(&core, now, Vec::new());
+        result
     }
 
-    fn publish(&self, key: &TokenKey, token: &Token) {
-        let mut snapshot = self
-            .snapshot
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match snapshot.get(key) {
-            Some(current) if current.same_as(token) => {}
-            _ => {
-                snapshot.insert(key.clone(), token.clone());
-            }
-        }
-    }
-
-    /// Drains the manager's output: collects sends, publishes tokens, logs failures, and
-    /// forgets published tokens that have expired.
-    fn drain(&self, core: &mut TokenManager, now: Instant) -> Vec<TokenRequest> {
+    /// Drains the manager's output: collects sends, logs tokens and failures, and republishes
+    /// the snapshot for every key that may have changed.
+    fn drain(
+        &self,
+        core: &mut TokenManager,
+        now: Instant,
+        asked: Option<&TokenKey>,
+    ) -> Vec<TokenRequest> {
         let mut sends = Vec::new();
+        let mut touched: Vec<TokenKey> = asked.cloned().into_iter().collect();
         let mut changed = false;
         loop {
             match core.poll_output(now) {
                 Output::Send(request) => {
                     self.requests_sent.fetch_add(1, Ordering::Relaxed);
+                    if let Target::Access(key) = &request.target {
+                        touched.push(key.clone());
+                    }
                     sends.push(request);
                 }
                 Output::Event(Event::Token { key, token }) => {
@@ -316,7 +393,7 @@ impl Driver {
                         lifetime_secs = token.lifetime().as_secs(),
                         "token cached"
                     );
-                    self.publish(&key, &token);
+                    touched.push(key);
                     changed = true;
                 }
                 Output::Event(Event::Failed { key, error, .. }) => {
@@ -326,22 +403,57 @@ impl Driver {
                         retryable = error.is_retryable(),
                         "token fetch failed"
                     );
+                    touched.push(key);
                     changed = true;
                 }
                 Output::Event(_) => changed = true,
                 Output::Timeout(_) => break,
             }
         }
-        let mut snapshot = self
-            .snapshot
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        snapshot.retain(|key, token| !token.is_expired(now) && core.token(now, key).is_some());
-        drop(snapshot);
+        self.republish(core, now, touched);
         if changed {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         sends
+    }
+
+    /// Makes the snapshot say, for every published key and every key in `touched`, exactly what
+    /// the manager would serve now without being asked. Called with the manager locked after
+    /// every change to it, so a hit never serves what the manager would not.
+    fn republish(&self, core: &TokenManager, now: Instant, mut touched: Vec<TokenKey>) {
+        let current = self.snapshot.load();
+        let updates: Vec<(TokenKey, Option<Servable>)> = {
+            let snapshot = &**current;
+            touched.extend(snapshot.keys());
+            touched
+                .into_iter()
+                .filter_map(|key| {
+                    let wanted = core.servable(now, &key);
+                    let same = match (snapshot.get(&key), wanted) {
+                        (None, None) => true,
+                        (Some(current), Some((token, until))) => current.is(token, until),
+                        _ => false,
+                    };
+                    (!same).then(|| {
+                        let wanted = wanted.map(|(token, until)| Servable {
+                            token: token.clone(),
+                            until,
+                        });
+                        (key, wanted)
+                    })
+                })
+                .collect()
+        };
+        if updates.is_empty() {
+            return; // the common case on a miss: nothing to publish
+        }
+        // Copy on write; every writer holds the manager's mutex, so none is lost.
+        let mut next = Snapshot::clone(&current);
+        drop(current);
+        for (key, servable) in updates {
+            next.set(&key, servable);
+        }
+        self.snapshot.store(Arc::new(next));
     }
 }
 
@@ -394,5 +506,145 @@ mod tests {
             Error::from(token_core::Error::Transport(f.clone())),
             Error::Transport(f)
         );
+    }
+
+    // ---- the snapshot serves exactly what the manager would, without asking it ----
+
+    use token_core::{ClientSecret, Credentials, presets};
+
+    fn driver() -> (Driver, ManualClock, TokenKey) {
+        let clock = ManualClock::starting_now();
+        let driver = Driver::new(ManagerConfig::default(), Arc::new(clock.clone()));
+        let config = presets::generic(
+            "https://auth.example.com/token",
+            Credentials::new("id", ClientSecret::new("secret")),
+        )
+        .build()
+        .unwrap();
+        let (id, _) = driver.register(config);
+        (driver, clock, TokenKey::new(id))
+    }
+
+    fn reply(body: &str) -> Result<http::Response<Vec<u8>>, TransportFailure> {
+        let status = if body.starts_with('{') { 200 } else { 503 };
+        Ok(http::Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap())
+    }
+
+    fn token(secret: &str) -> String {
+        format!(r#"{{"access_token":"{secret}","expires_in":3600,"token_type":"Bearer"}}"#)
+    }
+
+    /// Steps `key` and answers every request it sends with `body`; returns what it was served.
+    fn fetch(driver: &Driver, key: &TokenKey, body: &str) -> Lookup {
+        let step = driver.step(key).unwrap();
+        for send in step.sends {
+            assert!(driver.complete(send.id, reply(body)).is_empty());
+        }
+        step.lookup
+    }
+
+    fn cached_secret(driver: &Driver, key: &TokenKey) -> Option<String> {
+        driver
+            .cached(key)
+            .map(|t| t.access_token().secret().to_owned())
+    }
+
+    #[test]
+    fn hits_cover_the_refresh_window_while_a_refresh_is_in_flight() {
+        let (driver, clock, key) = driver();
+        assert!(driver.cached(&key).is_none());
+        assert!(matches!(
+            fetch(&driver, &key, &token("one")),
+            Lookup::Pending
+        ));
+        assert_eq!(cached_secret(&driver, &key).as_deref(), Some("one"));
+
+        // Inside the window with nothing in flight: a miss, so a caller asks the manager...
+        clock.advance(Duration::from_secs(3545));
+        assert!(driver.cached(&key).is_none());
+        let step = driver.step(&key).unwrap();
+        assert!(matches!(&step.lookup, Lookup::Ready(t) if t.access_token().secret() == "one"));
+        assert_eq!(step.sends.len(), 1);
+        // ...and while its refresh is in flight, everyone else is served without asking.
+        let sent = driver.token_requests();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(cached_secret(&driver, &key).as_deref(), Some("one"));
+        assert_eq!(driver.token_requests(), sent);
+        // The refresh lands: the new token is served.
+        for send in step.sends {
+            assert!(driver.complete(send.id, reply(&token("two"))).is_empty());
+        }
+        assert_eq!(cached_secret(&driver, &key).as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn hits_stop_where_the_manager_would_start_something() {
+        let (driver, clock, key) = driver();
+        let _ = fetch(&driver, &key, &token("one"));
+        clock.advance(Duration::from_secs(3545));
+        // The refresh fails: the token is still served during the backoff, and not after it.
+        assert!(matches!(
+            fetch(&driver, &key, "<html>503</html>"),
+            Lookup::Ready(_)
+        ));
+        let retry_at = driver
+            .with_manager(|m| m.servable(clock.now(), &key).map(|(_, until)| until))
+            .unwrap();
+        assert_eq!(cached_secret(&driver, &key).as_deref(), Some("one"));
+        clock.advance(retry_at - clock.now());
+        assert!(driver.cached(&key).is_none());
+        // A refresh in flight past the token's expiry: never served at or after expiry.
+        let step = driver.step(&key).unwrap();
+        assert_eq!(step.sends.len(), 1);
+        assert_eq!(cached_secret(&driver, &key).as_deref(), Some("one"));
+        let expires_at = driver.with_manager(|m| m.token(clock.now(), &key).unwrap().expires_at());
+        clock.advance(expires_at - clock.now());
+        assert!(driver.cached(&key).is_none());
+    }
+
+    #[test]
+    fn invalidation_and_manager_changes_reach_the_snapshot() {
+        let (driver, _clock, key) = driver();
+        let _ = fetch(&driver, &key, &token("one"));
+        let served = driver.cached(&key).unwrap();
+        assert!(driver.invalidate(&key, served.access_token()));
+        assert!(driver.cached(&key).is_none());
+
+        let _ = fetch(&driver, &key, &token("two"));
+        let served = driver.cached(&key).unwrap();
+        driver.with_manager(|m| m.invalidate(Instant::now(), &key, served.access_token()));
+        assert!(driver.cached(&key).is_none());
+    }
+
+    #[test]
+    fn organizations_are_published_separately() {
+        let clock = ManualClock::starting_now();
+        let driver = Driver::new(ManagerConfig::default(), Arc::new(clock.clone()));
+        let config = presets::bookingtime_app(Credentials::new("id", ClientSecret::new("s")))
+            .build()
+            .unwrap();
+        let (id, _) = driver.register(config);
+        let (a, b) = (
+            TokenKey::with_organization(id, "org-a"),
+            TokenKey::with_organization(id, "org-b"),
+        );
+        // Leg one (refresh token), then leg two (the organization's access token).
+        let leg_one = r#"{"refresh_token":"rt","expires_in":2592000,"token_type":"Bearer"}"#;
+        let leg_two = |t: &str| format!(r#"{{"access_token":"{t}","expires_in":300}}"#);
+        let step = driver.step(&a).unwrap();
+        let mut sends = step.sends;
+        let mut answers = vec![leg_one.to_owned(), leg_two("at-a")].into_iter();
+        while let Some(send) = sends.pop() {
+            sends.extend(driver.complete(send.id, reply(&answers.next().unwrap())));
+        }
+        assert_eq!(cached_secret(&driver, &a).as_deref(), Some("at-a"));
+        assert!(driver.cached(&b).is_none());
+        assert!(driver.cached(&TokenKey::new(id)).is_none());
+        let _ = fetch(&driver, &b, &leg_two("at-b"));
+        assert_eq!(cached_secret(&driver, &b).as_deref(), Some("at-b"));
+        assert_eq!(cached_secret(&driver, &a).as_deref(), Some("at-a"));
     }
 }

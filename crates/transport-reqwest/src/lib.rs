@@ -222,6 +222,12 @@ impl TokenClient {
         if let Some(token) = self.inner.driver.cached(key) {
             return Ok(token);
         }
+        self.wait_for_token(key).await
+    }
+
+    /// The slow path of [`token`](Self::token), a future of its own so that a cache hit does
+    /// not set up (or drop) its state.
+    async fn wait_for_token(&self, key: &TokenKey) -> Result<Token, Error> {
         loop {
             // Register for wake-ups before looking, so a change in between is not missed.
             let changed = self.inner.changed.notified();
@@ -404,7 +410,11 @@ impl ClientHandle {
 
     /// A valid token. Cancellation-safe.
     pub async fn token(&self) -> Result<Token, Error> {
-        self.client.token(&self.key).await
+        // The cache hit inline, as in `TokenClient::token`, rather than through its future.
+        if let Some(token) = self.client.inner.driver.cached(&self.key) {
+            return Ok(token);
+        }
+        self.client.wait_for_token(&self.key).await
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to a request builder;
