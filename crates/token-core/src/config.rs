@@ -211,16 +211,11 @@ impl Scopes {
 
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .flat_map(|s| {
-                    s.as_ref()
-                        .split_ascii_whitespace()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-        )
+        let mut set = BTreeSet::new();
+        for item in iter {
+            set.extend(item.as_ref().split_ascii_whitespace().map(str::to_owned));
+        }
+        Self(set)
     }
 }
 
@@ -381,20 +376,32 @@ impl ClientConfig {
     /// bearer token in clear text is as good as a password for its lifetime). Relative URLs
     /// pass: there is no scheme to judge.
     pub fn check_api_url(&self, url: &str) -> Result<(), ConfigError> {
-        let Ok(uri) = url.trim().parse::<Uri>() else {
-            return Ok(()); // not ours to judge: the HTTP client reports unparsable URLs
-        };
-        match (uri.scheme_str(), uri.host()) {
-            (Some(scheme), Some(host))
-                if scheme.eq_ignore_ascii_case("http")
-                    && !self.allow_insecure_http
-                    && !is_loopback(host) =>
-            {
-                Err(ConfigError::InsecureUrl {
-                    url: crate::error::sanitize(url, 200, &[]),
-                })
+        match url.trim().parse::<Uri>() {
+            Ok(uri) => self.check_api_uri(&uri),
+            Err(_) => Ok(()), // not ours to judge: the HTTP client reports unparsable URLs
+        }
+    }
+
+    /// [`check_api_url`](Self::check_api_url) for a parsed URI (allocates only to report).
+    pub fn check_api_uri(&self, uri: &Uri) -> Result<(), ConfigError> {
+        if self.allows_api_target(uri.scheme_str(), uri.host()) {
+            Ok(())
+        } else {
+            Err(ConfigError::InsecureUrl {
+                url: crate::error::sanitize(&uri.to_string(), 200, &[]),
+            })
+        }
+    }
+
+    /// The rule behind [`check_api_url`](Self::check_api_url) on a URL's scheme and host, for
+    /// HTTP clients with their own URL type: false for `http` to a non-loopback host unless
+    /// insecure HTTP is allowed.
+    pub fn allows_api_target(&self, scheme: Option<&str>, host: Option<&str>) -> bool {
+        match (scheme, host) {
+            (Some(scheme), Some(host)) if scheme.eq_ignore_ascii_case("http") => {
+                self.allow_insecure_http || is_loopback(host)
             }
-            _ => Ok(()),
+            _ => true,
         }
     }
 

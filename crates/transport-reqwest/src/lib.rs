@@ -433,7 +433,14 @@ impl ClientHandle {
     }
 
     async fn authorize_reqwest(&self, request: &mut reqwest::Request) -> Result<Token, Error> {
-        self.config.check_api_url(request.url().as_str())?;
+        let url = request.url();
+        if !self
+            .config
+            .allows_api_target(Some(url.scheme()), url.host_str())
+        {
+            let url = url.as_str().to_owned();
+            return Err(token_core::ConfigError::InsecureUrl { url }.into());
+        }
         let token = self.token().await?;
         self.config
             .authorize_with(request.headers_mut(), token.authorization().clone());
@@ -446,7 +453,7 @@ impl ClientHandle {
         &self,
         request: &mut http::Request<B>,
     ) -> Result<Token, Error> {
-        self.config.check_api_url(&request.uri().to_string())?;
+        self.config.check_api_uri(request.uri())?;
         let token = self.token().await?;
         self.config
             .authorize_with(request.headers_mut(), token.authorization().clone());

@@ -357,7 +357,7 @@ impl ClientHandle {
     /// Refuses (before fetching a token) an absolute `http://` URL to a host that is not
     /// loopback unless the configuration allows insecure HTTP.
     pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<Token, Error> {
-        self.config.check_api_url(&request.uri().to_string())?;
+        self.config.check_api_uri(request.uri())?;
         let token = self.token()?;
         self.config
             .authorize_with(request.headers_mut(), token.authorization().clone());
@@ -372,7 +372,7 @@ impl ClientHandle {
         request: ureq::RequestBuilder<B>,
     ) -> Result<(ureq::RequestBuilder<B>, Token), Error> {
         if let Some(uri) = request.uri_ref() {
-            self.config.check_api_url(&uri.to_string())?;
+            self.config.check_api_uri(uri)?;
         }
         let token = self.token()?;
         let mut headers = http::HeaderMap::new();
