@@ -103,6 +103,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Default overall timeout of one token request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default connect timeout of one token request.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings every transport takes, with their defaults; each transport's builder sets these
+/// and adds its own HTTP client settings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Lifecycle tunables (refresh window, backoff, ...).
+    pub manager: ManagerConfig,
+    /// Overall timeout of one token request (default 30 s).
+    pub timeout: Duration,
+    /// Connect timeout of one token request (default 10 s).
+    pub connect_timeout: Duration,
+    /// The clock (default: the system's).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            manager: ManagerConfig::default(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("manager", &self.manager)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportConfig {
+    /// The driver for these settings. The manager's request timeout is raised above the
+    /// transport's own timeout if needed, so the manager never abandons a request the transport
+    /// is still legitimately waiting on.
+    pub fn driver(&self) -> Driver {
+        let mut manager = self.manager.clone();
+        let floor = self.timeout + Duration::from_secs(5);
+        if manager.request_timeout < floor {
+            manager.request_timeout = floor;
+        }
+        Driver::new(manager, Arc::clone(&self.clock))
+    }
+}
+
 /// A transport's error: typed, `Send + Sync`, `Clone`, and free of secrets.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -46,30 +46,24 @@ use token_driver::Driver;
 use tracing::Instrument as _;
 
 pub use token_core;
-pub use token_driver::{Clock, Error, ManualClock, SystemClock};
+pub use token_driver::{
+    Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, SystemClock,
+    TransportConfig,
+};
 
-/// Default overall timeout of one token request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default connect timeout of one token request.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), " (reqwest)");
 
 /// Configures a [`TokenClient`].
 #[must_use]
 pub struct TokenClientBuilder {
-    manager: ManagerConfig,
-    timeout: Duration,
-    connect_timeout: Duration,
-    clock: Arc<dyn Clock>,
+    config: TransportConfig,
     http: Option<reqwest::ClientBuilder>,
 }
 
 impl fmt::Debug for TokenClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClientBuilder")
-            .field("manager", &self.manager)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -77,25 +71,25 @@ impl fmt::Debug for TokenClientBuilder {
 impl TokenClientBuilder {
     /// Lifecycle tunables (refresh window, backoff, ...).
     pub fn manager_config(mut self, config: ManagerConfig) -> Self {
-        self.manager = config;
+        self.config.manager = config;
         self
     }
 
     /// Overall timeout of one token request (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.config.timeout = timeout;
         self
     }
 
     /// Connect timeout of one token request (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.config.connect_timeout = timeout;
         self
     }
 
     /// The clock (default: the system's). Inject a [`ManualClock`] to test expiry.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.config.clock = Arc::new(clock);
         self
     }
 
@@ -107,19 +101,15 @@ impl TokenClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(mut self) -> Result<TokenClient, Error> {
-        let floor = self.timeout + Duration::from_secs(5);
-        if self.manager.request_timeout < floor {
-            self.manager.request_timeout = floor;
-        }
+    pub fn build(self) -> Result<TokenClient, Error> {
         let builder = match self.http {
             Some(builder) => builder,
             None => default_tls(reqwest::Client::builder()),
         };
         let http = builder
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
+            .timeout(self.config.timeout)
+            .connect_timeout(self.config.connect_timeout)
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| {
@@ -130,7 +120,7 @@ impl TokenClientBuilder {
             })?;
         Ok(TokenClient {
             inner: Arc::new(Inner {
-                driver: Driver::new(self.manager, self.clock),
+                driver: self.config.driver(),
                 http,
                 changed: tokio::sync::Notify::new(),
             }),
@@ -198,10 +188,7 @@ impl TokenClient {
     /// A builder.
     pub fn builder() -> TokenClientBuilder {
         TokenClientBuilder {
-            manager: ManagerConfig::default(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            clock: Arc::new(SystemClock),
+            config: TransportConfig::default(),
             http: None,
         }
     }

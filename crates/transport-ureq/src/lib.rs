@@ -42,30 +42,24 @@ use token_core::{
 use token_driver::Driver;
 
 pub use token_core;
-pub use token_driver::{Clock, Error, ManualClock, SystemClock};
+pub use token_driver::{
+    Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, SystemClock,
+    TransportConfig,
+};
 
-/// Default overall timeout of one token request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default connect timeout of one token request.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), " (ureq)");
 
 /// Configures a [`TokenClient`].
 #[must_use]
 pub struct TokenClientBuilder {
-    manager: ManagerConfig,
-    timeout: Duration,
-    connect_timeout: Duration,
-    clock: Arc<dyn Clock>,
+    config: TransportConfig,
     api_agent: Option<ureq::Agent>,
 }
 
 impl fmt::Debug for TokenClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClientBuilder")
-            .field("manager", &self.manager)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -73,25 +67,25 @@ impl fmt::Debug for TokenClientBuilder {
 impl TokenClientBuilder {
     /// Lifecycle tunables (refresh window, backoff, ...).
     pub fn manager_config(mut self, config: ManagerConfig) -> Self {
-        self.manager = config;
+        self.config.manager = config;
         self
     }
 
     /// Overall timeout of one token request (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.config.timeout = timeout;
         self
     }
 
     /// Connect timeout of one token request (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.config.connect_timeout = timeout;
         self
     }
 
     /// The clock (default: the system's). Inject a [`ManualClock`] to test expiry.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.config.clock = Arc::new(clock);
         self
     }
 
@@ -103,18 +97,13 @@ impl TokenClientBuilder {
     }
 
     /// Builds the client.
-    pub fn build(mut self) -> TokenClient {
-        // The manager must not abandon a request the transport is still legitimately waiting on.
-        let floor = self.timeout + Duration::from_secs(5);
-        if self.manager.request_timeout < floor {
-            self.manager.request_timeout = floor;
-        }
+    pub fn build(self) -> TokenClient {
         let token_agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_global(Some(self.timeout))
-                .timeout_connect(Some(self.connect_timeout))
+                .timeout_global(Some(self.config.timeout))
+                .timeout_connect(Some(self.config.connect_timeout))
                 .user_agent(USER_AGENT)
                 .build(),
         );
@@ -128,7 +117,7 @@ impl TokenClientBuilder {
         });
         TokenClient {
             inner: Arc::new(Inner {
-                driver: Driver::new(self.manager, self.clock),
+                driver: self.config.driver(),
                 token_agent,
                 api_agent,
                 wake: Mutex::new(()),
@@ -176,10 +165,7 @@ impl TokenClient {
     /// A builder.
     pub fn builder() -> TokenClientBuilder {
         TokenClientBuilder {
-            manager: ManagerConfig::default(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            clock: Arc::new(SystemClock),
+            config: TransportConfig::default(),
             api_agent: None,
         }
     }
