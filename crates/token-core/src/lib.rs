@@ -23,7 +23,7 @@
 //! and call [`TokenManager::handle_timeout`] at the timeout. Here the "network" is a closure:
 //!
 //! ```
-//! use std::time::{Duration, Instant, SystemTime};
+//! use std::time::{Duration, Instant as MonotonicClock, SystemTime};
 //! use token_core::{
 //!     presets, ClientSecret, Credentials, Lookup, ManagerConfig, Output, TokenKey, TokenManager,
 //! };
@@ -42,7 +42,10 @@
 //! let mut manager = TokenManager::new(ManagerConfig::default());
 //! let key = TokenKey::new(manager.register(config));
 //!
-//! let start = Instant::now(); // the driver owns the clock; the core never reads it
+//! // The driver owns the clocks and hands the core readings of them. Here: the system's
+//! // monotonic clock, and a fixed wall-clock time (it only matters for JWT `exp` claims).
+//! let start = MonotonicClock::now();
+//! let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 //! let mut now = start;
 //! let token = loop {
 //!     match manager.request(now, &key)? {
@@ -55,7 +58,7 @@
 //!         match manager.poll_output(now) {
 //!             Output::Send(send) => {
 //!                 let response = endpoint(&send.request);
-//!                 manager.handle_response(now, SystemTime::now(), send.id, response)?;
+//!                 manager.handle_response(now, wall, send.id, response)?;
 //!             }
 //!             Output::Event(_) => {} // wake waiters here
 //!             Output::Timeout(at) => {
