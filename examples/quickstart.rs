@@ -34,8 +34,8 @@ fn targets(sim: &Simulator) -> Result<Vec<Target>, Box<dyn Error>> {
     let real_bookable = Credentials::from_env("BOOKABLE").ok();
     let mut out = Vec::new();
     for preset in Preset::ALL {
-        let provider = preset.provider();
-        let organization = preset.needs_organization().then_some(ORGANIZATIONS[0]);
+        let provider = Provider::from(preset);
+        let organization = preset.has_organizations().then_some(ORGANIZATIONS[0]);
         let label = match preset {
             Preset::BookingtimeApp => format!("bookingtime app ({})", ORGANIZATIONS[0]),
             Preset::BookingtimeModule => format!("bookingtime module ({})", ORGANIZATIONS[0]),

@@ -5,57 +5,23 @@ use token_core::{ClientConfigBuilder, ClientSecret, Credentials, presets};
 
 use crate::{CLIENT_ID, CLIENT_SECRET, MODULE_CLIENT_ID, Provider, Simulator};
 
-/// Every token-core preset the simulator can serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Preset {
-    /// `presets::bookable`.
-    Bookable,
-    /// `presets::bookable_sandbox`.
-    BookableSandbox,
-    /// `presets::bookable_auth0`.
-    BookableAuth0,
-    /// `presets::bookingtime_app` (needs organizations).
-    BookingtimeApp,
-    /// `presets::bookingtime_module` (needs organizations).
-    BookingtimeModule,
-    /// `presets::octorate`.
-    Octorate,
-    /// `presets::bookyflow` with scope `read`.
-    BookyFlow,
-    /// `presets::generic` with HTTP Basic client authentication.
-    Generic,
-}
+/// A token-core preset, named by the provider it configures: `token_core::Provider`.
+pub type Preset = token_core::Provider;
 
-impl Preset {
-    /// All presets.
-    pub const ALL: [Preset; 8] = [
-        Preset::Bookable,
-        Preset::BookableSandbox,
-        Preset::BookableAuth0,
-        Preset::BookingtimeApp,
-        Preset::BookingtimeModule,
-        Preset::Octorate,
-        Preset::BookyFlow,
-        Preset::Generic,
-    ];
-
-    /// The simulated provider this preset talks to.
-    pub fn provider(self) -> Provider {
-        match self {
+impl From<Preset> for Provider {
+    /// The simulated provider a token-core preset talks to (both bookingtime presets talk to
+    /// the one bookingtime endpoint).
+    fn from(preset: Preset) -> Provider {
+        match preset {
             Preset::Bookable => Provider::Bookable,
             Preset::BookableSandbox => Provider::BookableSandbox,
             Preset::BookableAuth0 => Provider::BookableAuth0,
             Preset::BookingtimeApp | Preset::BookingtimeModule => Provider::Bookingtime,
             Preset::Octorate => Provider::Octorate,
             Preset::BookyFlow => Provider::BookyFlow,
-            Preset::Generic => Provider::Generic,
+            // Generic, and any provider token-core adds later: an RFC 6749 endpoint.
+            _ => Provider::Generic,
         }
-    }
-
-    /// True for the bookingtime presets, whose tokens are per organization.
-    pub fn needs_organization(self) -> bool {
-        matches!(self, Preset::BookingtimeApp | Preset::BookingtimeModule)
     }
 }
 
@@ -69,7 +35,7 @@ impl Simulator {
     /// which token-core allows) with the simulator's credentials. Adjust it further before
     /// `.build()` if a test needs to.
     pub fn preset(&self, preset: Preset) -> ClientConfigBuilder {
-        let url = self.token_url(preset.provider());
+        let url = self.token_url(Provider::from(preset));
         match preset {
             Preset::Bookable => presets::bookable(credentials()).token_url(url),
             Preset::BookableSandbox => presets::bookable_sandbox(credentials()).token_url(url),
@@ -82,7 +48,7 @@ impl Simulator {
             Preset::BookyFlow => {
                 presets::bookyflow(&self.bookyflow_site(), credentials(), ["read"])
             }
-            Preset::Generic => presets::generic(url, credentials()),
+            _ => presets::generic(url, credentials()),
         }
     }
 }

@@ -141,6 +141,29 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// Every provider, in declaration order.
+    pub const ALL: [Provider; 8] = [
+        Provider::Bookable,
+        Provider::BookableSandbox,
+        Provider::BookableAuth0,
+        Provider::BookingtimeApp,
+        Provider::BookingtimeModule,
+        Provider::Octorate,
+        Provider::BookyFlow,
+        Provider::Generic,
+    ];
+
+    /// The provider whose [`name`](Provider::name) is `name`.
+    pub fn from_name(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether its tokens are per organization (bookingtime's presets use
+    /// [`Flow::OrganizationExchange`]).
+    pub fn has_organizations(self) -> bool {
+        matches!(self, Self::BookingtimeApp | Self::BookingtimeModule)
+    }
+
     /// A short stable name, e.g. `"bookable-sandbox"`.
     pub fn name(self) -> &'static str {
         match self {
@@ -777,6 +800,14 @@ mod tests {
     fn empty_env_vars_are_named_as_empty() {
         let err = Credentials::from_lookup("X", |_| Some(" ".into())).unwrap_err();
         assert_eq!(err, ConfigError::EmptyEnv("X_CLIENT_ID".into()));
+    }
+
+    #[test]
+    fn provider_names_round_trip() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Provider::from_name("nonsense"), None);
     }
 
     #[test]

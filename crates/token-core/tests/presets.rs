@@ -309,3 +309,25 @@ fn the_secret_is_not_in_debug_output() {
     assert!(!format!("{:?}", basic.headers()).contains("WU9VUl9DTElFTlRfSUQ"));
     drop(req);
 }
+
+#[test]
+fn has_organizations_matches_each_preset_flow() {
+    for builder in [
+        presets::bookable(creds()),
+        presets::bookable_sandbox(creds()),
+        presets::bookable_auth0(creds()),
+        presets::bookingtime_app(creds()),
+        presets::bookingtime_module("m"),
+        presets::octorate(creds()),
+        presets::bookyflow("https://x.example", creds(), ["read"]),
+        presets::generic("https://x.example/t", creds()),
+    ] {
+        let config = builder.build().unwrap();
+        assert_eq!(
+            config.provider().has_organizations(),
+            matches!(config.flow(), token_core::Flow::OrganizationExchange { .. }),
+            "{:?}",
+            config.provider()
+        );
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use token_core::Provider;
 
 use crate::failure::Fail;
 
@@ -143,64 +145,59 @@ pub struct Connection {
     pub timeout: Duration,
 }
 
-/// The providers `--provider` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ProviderName {
-    /// Bookable production.
-    #[value(name = "bookable")]
-    Bookable,
-    /// Bookable sandbox.
-    #[value(name = "bookable-sandbox")]
-    BookableSandbox,
-    /// Bookable's older Auth0 tenant.
-    #[value(name = "bookable-auth0")]
-    BookableAuth0,
-    /// bookingtime App API (needs --org).
-    #[value(name = "bookingtime")]
-    Bookingtime,
-    /// bookingtime Module API: client id only (needs --org).
-    #[value(name = "bookingtime-module")]
-    BookingtimeModule,
-    /// Octorate octotable.
-    #[value(name = "octorate")]
-    Octorate,
-    /// BookyFlow, self-hosted (needs --base-url and --scope).
-    #[value(name = "bookyflow")]
-    Bookyflow,
-    /// Any RFC 6749 client-credentials endpoint (needs --token-url).
-    #[value(name = "generic")]
-    Generic,
+/// `--provider`: one of token-core's providers, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderName(pub Provider);
+
+impl ValueEnum for ProviderName {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [ProviderName; Provider::ALL.len()] = {
+            let mut all = [ProviderName(Provider::Generic); Provider::ALL.len()];
+            let mut i = 0;
+            while i < all.len() {
+                all[i] = ProviderName(Provider::ALL[i]);
+                i += 1;
+            }
+            all
+        };
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self.0 {
+            Provider::Bookable => "Bookable production",
+            Provider::BookableSandbox => "Bookable sandbox",
+            Provider::BookableAuth0 => "Bookable's older Auth0 tenant",
+            Provider::BookingtimeApp => "bookingtime App API (needs --org)",
+            Provider::BookingtimeModule => "bookingtime Module API: client id only (needs --org)",
+            Provider::Octorate => "Octorate octotable",
+            Provider::BookyFlow => "BookyFlow, self-hosted (needs --base-url and --scope)",
+            _ => "any RFC 6749 client-credentials endpoint (needs --token-url)",
+        };
+        Some(PossibleValue::new(self.0.name()).help(help))
+    }
 }
 
 impl ProviderName {
     /// The name as typed on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Bookable => "bookable",
-            Self::BookableSandbox => "bookable-sandbox",
-            Self::BookableAuth0 => "bookable-auth0",
-            Self::Bookingtime => "bookingtime",
-            Self::BookingtimeModule => "bookingtime-module",
-            Self::Octorate => "octorate",
-            Self::Bookyflow => "bookyflow",
-            Self::Generic => "generic",
-        }
+        self.0.name()
     }
 
     /// The prefix of the credential variables (`{PREFIX}_CLIENT_ID`, `{PREFIX}_CLIENT_SECRET`).
     pub fn env_prefix(self) -> &'static str {
-        match self {
-            Self::Bookable | Self::BookableSandbox | Self::BookableAuth0 => "BOOKABLE",
-            Self::Bookingtime | Self::BookingtimeModule => "BOOKINGTIME",
-            Self::Octorate => "OCTORATE",
-            Self::Bookyflow => "BOOKYFLOW",
-            Self::Generic => "TOKEN",
+        match self.0 {
+            Provider::Bookable | Provider::BookableSandbox | Provider::BookableAuth0 => "BOOKABLE",
+            Provider::BookingtimeApp | Provider::BookingtimeModule => "BOOKINGTIME",
+            Provider::Octorate => "OCTORATE",
+            Provider::BookyFlow => "BOOKYFLOW",
+            _ => "TOKEN",
         }
     }
 
     /// Whether tokens are per organization (`--org`).
     pub fn needs_organization(self) -> bool {
-        matches!(self, Self::Bookingtime | Self::BookingtimeModule)
+        self.0.has_organizations()
     }
 }
 
@@ -251,7 +248,7 @@ pub fn parse_header(s: &str) -> Result<(http::HeaderName, http::HeaderValue), Fa
 
 /// Validates the API URL of `get`: absolute http(s); plain http only to loopback unless
 /// allowed, since the bearer token would otherwise cross the network in clear text.
-pub fn api_url(url: &str, allow_insecure_http: bool) -> Result<http::Uri, Fail> {
+pub fn api_url(url: &str) -> Result<http::Uri, Fail> {
     let invalid = |why: &str| Fail::usage(format!("invalid API URL `{url}`: {why}"));
     let uri: http::Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
     let Some(authority) = uri.authority() else {
@@ -261,22 +258,11 @@ pub fn api_url(url: &str, allow_insecure_http: bool) -> Result<http::Uri, Fail> 
         return Err(invalid("must not contain user info"));
     }
     match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
-        Some("http") => Err(invalid(
-            "plain http to a host that is not loopback would send the token in clear text; \
-             use https or pass --allow-insecure-http",
-        )),
+        // Plain http is judged against the client's configuration (loopback, or
+        // --allow-insecure-http) by `ClientConfig::check_api_uri`, before any token is fetched.
+        Some("https" | "http") => Ok(uri),
         _ => Err(invalid("the scheme must be https (or http to loopback)")),
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -299,10 +285,10 @@ mod tests {
         assert!(parse_timeout("NaN").is_err());
         assert!(parse_header("Accept: application/json").is_ok());
         assert!(parse_header("no colon").is_err());
-        assert!(api_url("https://api.example.com/x", false).is_ok());
-        assert!(api_url("http://127.0.0.1:9/x", false).is_ok());
-        assert!(api_url("http://api.example.com/x", false).is_err());
-        assert!(api_url("http://api.example.com/x", true).is_ok());
-        assert!(api_url("/relative", true).is_err());
+        assert!(api_url("https://api.example.com/x").is_ok());
+        assert!(api_url("http://127.0.0.1:9/x").is_ok());
+        assert!(api_url("ftp://api.example.com/x").is_err());
+        assert!(api_url("https://user:pw@api.example.com/x").is_err());
+        assert!(api_url("/relative").is_err());
     }
 }

@@ -54,7 +54,7 @@ pub fn config_error(error: &ConfigError, provider: ProviderName) -> Fail {
     let prefix = provider.env_prefix();
     let hint = match error {
         ConfigError::MissingEnv(_) | ConfigError::InvalidEnv(_)
-            if provider == ProviderName::BookingtimeModule =>
+            if provider.0 == token_core::Provider::BookingtimeModule =>
         {
             format!(" (export {prefix}_CLIENT_ID, or pass --client-id)")
         }
@@ -63,10 +63,10 @@ pub fn config_error(error: &ConfigError, provider: ProviderName) -> Fail {
              or pass --client-id and --client-secret-stdin)"
         ),
         ConfigError::InsecureUrl { url } => {
-            // token-core's own text names its builder method; say it in this program's terms.
+            // Said in this program's terms: the flag, and what would cross in clear text.
             return Fail::usage(format!(
-                "token URL `{url}` is plain http to a host that is not loopback: the client \
-                 secret would cross the network in clear text (use https, or pass \
+                "`{url}` is plain http to a host that is not loopback: the client secret or the \
+                 token would cross the network in clear text (use https, or pass \
                  --allow-insecure-http if you really mean it)"
             ));
         }

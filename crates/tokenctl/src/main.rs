@@ -155,13 +155,20 @@ fn run_token(args: TokenArgs) -> Result<(), Fail> {
 }
 
 fn run_get(args: GetArgs) -> Result<(), Fail> {
-    let url = cli::api_url(&args.url, args.conn.allow_insecure_http)?;
+    let url = cli::api_url(&args.url)?;
     let headers = args
         .headers
         .iter()
         .map(|h| cli::parse_header(h))
         .collect::<Result<Vec<_>, _>>()?;
     let session = session(&args.conn)?;
+    // The library's rule for where tokens may go (https, or http to loopback, or
+    // --allow-insecure-http), checked before any token is fetched.
+    session
+        .handle
+        .config()
+        .check_api_uri(&url)
+        .map_err(|e| failure::config_error(&e, args.conn.provider))?;
     let calls = args.repeat.unwrap_or(1);
     let mut made = 0u32;
     let outcome = (|| {

@@ -3,7 +3,9 @@
 
 use token_core::{BodyEncoding, ClientAuth, ClientConfig, Credentials, presets};
 
-use crate::cli::{AuthArg, BodyArg, Connection, ProviderName};
+use token_core::Provider;
+
+use crate::cli::{AuthArg, BodyArg, Connection};
 use crate::failure::{self, Fail};
 
 /// Builds the configuration for `conn`. `secret_from_stdin` is the secret read for
@@ -15,22 +17,22 @@ pub fn client_config(
     let provider = conn.provider;
     check_options(conn)?;
     let credentials = credentials(conn, secret_from_stdin)?;
-    let mut builder = match provider {
-        ProviderName::Bookable => presets::bookable(credentials),
-        ProviderName::BookableSandbox => presets::bookable_sandbox(credentials),
-        ProviderName::BookableAuth0 => presets::bookable_auth0(credentials),
-        ProviderName::Bookingtime => presets::bookingtime_app(credentials),
-        ProviderName::BookingtimeModule => {
+    let mut builder = match provider.0 {
+        Provider::Bookable => presets::bookable(credentials),
+        Provider::BookableSandbox => presets::bookable_sandbox(credentials),
+        Provider::BookableAuth0 => presets::bookable_auth0(credentials),
+        Provider::BookingtimeApp => presets::bookingtime_app(credentials),
+        Provider::BookingtimeModule => {
             presets::bookingtime_module(credentials.client_id().to_owned())
         }
-        ProviderName::Octorate => presets::octorate(credentials),
-        ProviderName::Bookyflow => presets::bookyflow(
+        Provider::Octorate => presets::octorate(credentials),
+        Provider::BookyFlow => presets::bookyflow(
             // With only --token-url the site root does not matter: the URL is overridden below.
             conn.base_url.as_deref().unwrap_or("https://site.invalid"),
             credentials,
             &conn.scopes,
         ),
-        ProviderName::Generic => {
+        _ => {
             let url = conn.token_url.clone().unwrap_or_default();
             presets::generic(url, credentials)
         }
@@ -38,7 +40,7 @@ pub fn client_config(
     if let Some(url) = &conn.token_url {
         builder = builder.token_url(url.clone());
     }
-    if provider != ProviderName::Bookyflow {
+    if provider.0 != Provider::BookyFlow {
         builder = builder.scopes(&conn.scopes);
     }
     if let Some(audience) = &conn.audience {
@@ -85,8 +87,8 @@ fn check_options(conn: &Connection) -> Result<(), Fail> {
             "--org applies to bookingtime and bookingtime-module only, not {name}"
         )));
     }
-    match conn.provider {
-        ProviderName::Bookyflow => {
+    match conn.provider.0 {
+        Provider::BookyFlow => {
             if conn.base_url.is_none() && conn.token_url.is_none() {
                 return Err(Fail::usage(
                     "bookyflow is self-hosted: pass --base-url https://yourdomain.com (the site root)",
@@ -103,14 +105,14 @@ fn check_options(conn: &Connection) -> Result<(), Fail> {
                 "--base-url applies to bookyflow only; for {name} use --token-url to change the endpoint"
             )));
         }
-        ProviderName::Generic if conn.token_url.is_none() => {
+        Provider::Generic if conn.token_url.is_none() => {
             return Err(Fail::usage(
                 "generic needs --token-url https://auth.example.com/oauth/token",
             ));
         }
         _ => {}
     }
-    if conn.provider == ProviderName::BookingtimeModule && conn.client_secret_stdin {
+    if conn.provider.0 == Provider::BookingtimeModule && conn.client_secret_stdin {
         return Err(Fail::usage(
             "bookingtime-module clients have no secret: drop --client-secret-stdin",
         ));
@@ -144,7 +146,7 @@ fn credentials(conn: &Connection, secret_from_stdin: Option<String>) -> Result<C
         }
         std::env::var_os(name)
     };
-    let result = if conn.provider == ProviderName::BookingtimeModule {
+    let result = if conn.provider.0 == Provider::BookingtimeModule {
         match &conn.client_id {
             Some(id) => Ok(Credentials::without_secret(id.clone())),
             None => Credentials::id_from_env(prefix),

@@ -399,6 +399,16 @@ fn configuration_errors_exit_2_and_name_the_problem() {
             &[],
             "invalid API URL",
         ),
+        (
+            vec![
+                "get",
+                "http://api.example.com/venues",
+                "--provider",
+                "bookable",
+            ],
+            &full,
+            "--allow-insecure-http",
+        ),
         (vec!["token", "--provider", "nonsense"], &[], "nonsense"),
         (
             vec!["token", "--provider", "bookable", "--raw", "--json"],

@@ -28,9 +28,9 @@ async fn every_preset_end_to_end_including_the_protected_route() {
     let client = client(&clock, Duration::from_secs(10));
     let http = transport_reqwest::http_client_builder().build().unwrap();
     for preset in Preset::ALL {
-        let provider = preset.provider();
+        let provider = Provider::from(preset);
         let handle = handle(&sim, &client, preset);
-        let (handle, url) = if preset.needs_organization() {
+        let (handle, url) = if preset.has_organizations() {
             (
                 handle.organization(ORGANIZATIONS[1]),
                 sim.org_api_url(ORGANIZATIONS[1]),
@@ -251,7 +251,7 @@ async fn a_redirect_never_receives_the_client_secret() {
     let client = client(&clock, Duration::from_secs(10));
     for preset in [Preset::Generic, Preset::Bookable, Preset::BookyFlow] {
         let handle = handle(&sim, &client, preset);
-        sim.inject(preset.provider(), Fault::Redirect, 1);
+        sim.inject(Provider::from(preset), Fault::Redirect, 1);
         assert!(handle.token().await.is_err());
     }
     assert_eq!(sim.redirect_target_hits(), 0);

@@ -32,9 +32,9 @@ fn get(handle: &ClientHandle, url: &str) -> http::Response<ureq::Body> {
 fn every_preset_end_to_end_including_the_protected_route() {
     let (sim, client, _clock) = setup();
     for preset in Preset::ALL {
-        let provider = preset.provider();
+        let provider = Provider::from(preset);
         let handle = handle(&sim, &client, preset);
-        let (handle, url) = if preset.needs_organization() {
+        let (handle, url) = if preset.has_organizations() {
             (
                 handle.organization(ORGANIZATIONS[0]),
                 sim.org_api_url(ORGANIZATIONS[0]),

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use token_core::{
@@ -314,12 +314,4 @@ pub fn text(lookup: &Lookup) -> Option<String> {
         Lookup::Ready(t) => Some(t.access_token().secret().to_owned()),
         _ => None,
     }
-}
-
-pub fn count_by_target(sends: &[TokenRequest]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for s in sends {
-        *m.entry(format!("{:?}", s.target)).or_default() += 1;
-    }
-    m
 }
