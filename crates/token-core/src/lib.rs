@@ -105,32 +105,29 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod config;
-mod error;
-pub mod jwt;
-pub mod manager;
-pub mod presets;
-mod request;
-mod response;
-mod secret;
-mod token;
+pub mod lifecycle;
+pub mod protocol;
 
-pub use config::{
-    BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,
-    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes,
-};
-pub use error::{
-    ApiMisuse, ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,
-    TransportErrorKind, TransportFailure,
-};
-pub use manager::{
+pub use lifecycle::manager;
+pub use lifecycle::misuse::ApiMisuse;
+pub use lifecycle::token::Token;
+pub use protocol::{jwt, presets};
+
+pub use lifecycle::manager::{
     ClientId, Event, Lookup, ManagerConfig, Output, RequestId, Target, TokenKey, TokenManager,
     TokenRequest,
 };
-pub use request::Grant;
-pub use response::{LifetimeSource, TokenResponse, TokenType, parse_token_response};
-pub use secret::{AccessToken, ClientSecret, RefreshToken};
-pub use token::Token;
+pub use protocol::config::{
+    BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,
+    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes,
+};
+pub use protocol::error::{
+    ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,
+    TransportErrorKind, TransportFailure,
+};
+pub use protocol::request::Grant;
+pub use protocol::response::{LifetimeSource, TokenResponse, TokenType, parse_token_response};
+pub use protocol::secret::{AccessToken, ClientSecret, RefreshToken};
 
 /// Entry points for the fuzz targets and their corpus replay. Not part of the public API.
 #[cfg(feature = "__fuzzing")]
@@ -143,7 +140,7 @@ pub mod fuzzing {
         if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
             headers.insert(http::header::RETRY_AFTER, value);
         }
-        match crate::response::parse_parts(status, &headers, body, 64 * 1024, &["s"]) {
+        match crate::protocol::response::parse_parts(status, &headers, body, 64 * 1024, &["s"]) {
             Ok(response) => {
                 let _ = response.lifetime(std::time::UNIX_EPOCH, std::time::Duration::from_secs(1));
                 let _ = format!("{response:?}");
@@ -154,7 +151,7 @@ pub mod fuzzing {
 
     /// Parses a body as an error response (non-2xx status); must never panic.
     pub fn parse_error_response(body: &[u8]) {
-        let result = crate::response::parse_parts(
+        let result = crate::protocol::response::parse_parts(
             http::StatusCode::BAD_REQUEST,
             &http::HeaderMap::new(),
             body,
@@ -169,9 +166,9 @@ pub mod fuzzing {
     /// Extracts JWT time claims; must never panic.
     pub fn jwt_times(data: &[u8]) {
         if let Ok(text) = std::str::from_utf8(data) {
-            let _ = crate::jwt::jwt_times(text);
+            let _ = crate::protocol::jwt::jwt_times(text);
             let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-            let _ = crate::response::jwt_lifetime(text, now);
+            let _ = crate::protocol::response::jwt_lifetime(text, now);
         }
     }
 

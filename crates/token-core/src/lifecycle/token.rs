@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
-use crate::config::Scopes;
-use crate::response::LifetimeSource;
-use crate::secret::AccessToken;
+use crate::protocol::config::Scopes;
+use crate::protocol::response::LifetimeSource;
+use crate::protocol::secret::AccessToken;
 
 /// A valid access token with its schedule. Cloning is a reference-count increment: no
 /// allocation. `Debug` never prints the token.

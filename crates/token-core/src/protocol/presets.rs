@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::config::{
+use crate::protocol::config::{
     BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials, Flow, Provider,
 };
 

@@ -38,12 +38,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{ClientConfig, Flow, Provider};
-use crate::error::{ApiMisuse, Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
-use crate::request::{Grant, bearer_header};
-use crate::response::{TokenResponse, jwt_lifetime, parse_token_response};
-use crate::secret::{AccessToken, RefreshToken};
-use crate::token::Token;
+use crate::lifecycle::misuse::ApiMisuse;
+use crate::lifecycle::token::Token;
+use crate::protocol::config::{ClientConfig, Flow, Provider};
+use crate::protocol::error::{Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
+use crate::protocol::request::{Grant, bearer_header};
+use crate::protocol::response::{TokenResponse, jwt_lifetime, parse_token_response};
+use crate::protocol::secret::{AccessToken, RefreshToken};
 
 /// Tunables of the lifecycle. `Default` gives the documented values.
 #[derive(Clone, Debug, PartialEq, Eq)]

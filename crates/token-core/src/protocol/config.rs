@@ -1,7 +1,7 @@
 //! Client configuration: where the token endpoint is, who the client is, and the provider's
 //! dialect (body encoding, client authentication, audience, scopes, quirks).
 //!
-//! Build one with a preset from [`presets`](crate::presets) or with
+//! Build one with a preset from [`presets`](crate::protocol::presets) or with
 //! [`ClientConfig::builder`] for any RFC 6749 endpoint.
 
 use std::collections::BTreeSet;
@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 
-use crate::error::ConfigError;
-use crate::secret::ClientSecret;
+use crate::protocol::error::ConfigError;
+use crate::protocol::secret::ClientSecret;
 
 /// Default cap on a token response body: 64 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -411,7 +411,7 @@ impl ClientConfig {
             Ok(())
         } else {
             Err(ConfigError::InsecureUrl {
-                url: crate::error::sanitize(&uri.to_string(), 200, &[]),
+                url: crate::protocol::error::sanitize(&uri.to_string(), 200, &[]),
             })
         }
     }
@@ -628,7 +628,7 @@ fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, ConfigError> {
     for (name, value) in pairs {
         let header =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidHeader {
-                name: crate::error::sanitize(name, 64, &[]),
+                name: crate::protocol::error::sanitize(name, 64, &[]),
                 reason: "not a valid header name",
             })?;
         let mut value = HeaderValue::from_str(value).map_err(|_| ConfigError::InvalidHeader {
@@ -646,7 +646,7 @@ fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, ConfigError> {
 /// Parses a token URL and enforces HTTPS except to loopback hosts (or when opted out).
 pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
     let invalid = |reason| ConfigError::InvalidUrl {
-        url: crate::error::sanitize(strip_userinfo(url), 200, &[]),
+        url: crate::protocol::error::sanitize(strip_userinfo(url), 200, &[]),
         reason,
     };
     let uri: Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
@@ -661,7 +661,7 @@ pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result
         Some("https") => Ok(uri),
         Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
         Some("http") => Err(ConfigError::InsecureUrl {
-            url: crate::error::sanitize(url, 200, &[]),
+            url: crate::protocol::error::sanitize(url, 200, &[]),
         }),
         _ => Err(invalid("scheme must be https (or http to loopback)")),
     }

@@ -19,10 +19,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::config::{ClientConfig, Scopes};
-use crate::error::{Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter, sanitize};
-use crate::jwt::jwt_times;
-use crate::secret::{AccessToken, RefreshToken};
+use crate::protocol::config::{ClientConfig, Scopes};
+use crate::protocol::error::{
+    Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter, sanitize,
+};
+use crate::protocol::jwt::jwt_times;
+use crate::protocol::secret::{AccessToken, RefreshToken};
 
 /// The token type. Only Bearer (RFC 6750) is supported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,7 +46,7 @@ impl fmt::Display for TokenType {
 pub enum LifetimeSource {
     /// The response's `expires_in`.
     ExpiresIn,
-    /// The JWT access token's `exp` claim (unverified; see [`jwt`](crate::jwt)).
+    /// The JWT access token's `exp` claim (unverified; see [`jwt`](crate::protocol::jwt)).
     JwtExp,
     /// The client's documented default for its provider.
     Default,

@@ -1,14 +1,15 @@
 //! Typed errors.
 //!
-//! Three families, kept apart as rustls does:
+//! Two families, kept apart as rustls does:
 //! - [`Error`]: something went wrong getting a token (the endpoint said no, answered garbage, or
 //!   could not be reached). Every error says whether retrying can help
 //!   ([`Error::is_retryable`]) and whether the credentials were rejected
 //!   ([`Error::is_credentials_rejected`]).
 //! - [`ConfigError`]: the configuration cannot work (bad URL, `http://` to a remote host, a missing
 //!   environment variable). Found before anything is sent.
-//! - [`ApiMisuse`]: the caller broke the API contract (an unknown request id, an organization for
-//!   a provider without organizations). Never a panic.
+//!
+//! Misuse of the lifecycle API (an unknown request id, a key for an unregistered client) is the
+//! lifecycle's own error, [`ApiMisuse`](crate::ApiMisuse).
 //!
 //! No error ever contains a client secret or a token: server-provided text is sanitized
 //! (control characters dropped, length capped, the client secret redacted).
@@ -17,8 +18,6 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-
-use crate::manager::RequestId;
 
 /// An RFC 6749 §5.2 error code.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -439,25 +438,6 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
-}
-
-/// The caller broke the API contract. Never a panic.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApiMisuse {
-    /// A response or failure was reported for a request id that was never issued (or was
-    /// already answered).
-    #[error("request id {0:?} was never issued or is already answered")]
-    UnknownRequest(RequestId),
-    /// A [`TokenKey`](crate::TokenKey) names a client this manager never registered.
-    #[error("token key names a client this manager never registered")]
-    UnknownClient,
-    /// The client's flow needs an organization (bookingtime) and the key has none.
-    #[error("this client needs an organization id (bookingtime tokens are per organization)")]
-    OrganizationRequired,
-    /// The key has an organization but the client's flow has no organizations.
-    #[error("this client has no organizations; use a key without one")]
-    OrganizationNotSupported,
 }
 
 /// Makes server- or transport-provided text safe to show: drops control characters, collapses

@@ -5,9 +5,9 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request};
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::config::{BodyEncoding, ClientAuth, ClientConfig, Flow};
-use crate::error::ConfigError;
-use crate::secret::{AccessToken, RefreshToken};
+use crate::protocol::config::{BodyEncoding, ClientAuth, ClientConfig, Flow};
+use crate::protocol::error::ConfigError;
+use crate::protocol::secret::{AccessToken, RefreshToken};
 
 /// What a token request asks for.
 #[derive(Clone, Copy, Debug)]
