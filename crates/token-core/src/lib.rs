@@ -119,20 +119,28 @@ pub use lifecycle::manager::{
 };
 pub use protocol::config::{
     BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,
-    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes,
+    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes, display_url,
 };
 pub use protocol::error::{
     ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,
     TransportErrorKind, TransportFailure,
 };
 pub use protocol::request::Grant;
-pub use protocol::response::{LifetimeSource, TokenResponse, TokenType, parse_token_response};
+pub use protocol::response::{
+    LifetimeSource, TokenResponse, TokenType, parse_token_response, parse_token_response_redacting,
+};
 pub use protocol::secret::{AccessToken, ClientSecret, RefreshToken};
 
 /// Entry points for the fuzz targets and their corpus replay. Not part of the public API.
 #[cfg(feature = "__fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
+    const OPTIONS: crate::protocol::response::ParseOptions =
+        crate::protocol::response::ParseOptions {
+            max_body: 64 * 1024,
+            type_alias: true,
+        };
+
     /// Parses a token response from raw parts; must never panic.
     pub fn parse_token_response(status: u16, retry_after: Option<&[u8]>, body: &[u8]) {
         let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -140,7 +148,7 @@ pub mod fuzzing {
         if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
             headers.insert(http::header::RETRY_AFTER, value);
         }
-        match crate::protocol::response::parse_parts(status, &headers, body, 64 * 1024, &["s"]) {
+        match crate::protocol::response::parse_parts(status, &headers, body, OPTIONS, &["s"]) {
             Ok(response) => {
                 let _ = response.lifetime(std::time::UNIX_EPOCH, std::time::Duration::from_secs(1));
                 let _ = format!("{response:?}");
@@ -155,7 +163,7 @@ pub mod fuzzing {
             http::StatusCode::BAD_REQUEST,
             &http::HeaderMap::new(),
             body,
-            64 * 1024,
+            OPTIONS,
             &["s"],
         );
         if let Err(error) = result {

@@ -33,6 +33,12 @@ fn parse(status: u16, body: &str) -> Result<token_core::TokenResponse, Error> {
     parse_token_response(&config(), &response(status, &[], body))
 }
 
+fn octorate_config() -> token_core::ClientConfig {
+    presets::octorate(Credentials::new("id", ClientSecret::new(SECRET)))
+        .build()
+        .unwrap()
+}
+
 fn wall() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_747_649_700)
 }
@@ -120,11 +126,8 @@ fn bookingtime_samples() {
 #[test]
 fn octorate_sample_uses_type() {
     // 002_…txt.
-    let r = parse(
-        200,
-        r#"{"access_token": "YOUR_ACCESS_TOKEN", "expires_in": 1440, "type": "Bearer"}"#,
-    )
-    .unwrap();
+    let body = r#"{"access_token": "YOUR_ACCESS_TOKEN", "expires_in": 1440, "type": "Bearer"}"#;
+    let r = parse_token_response(&octorate_config(), &response(200, &[], body)).unwrap();
     assert_eq!(r.token_type(), TokenType::Bearer);
     assert_eq!(r.expires_in(), Some(Duration::from_secs(1440)));
     assert!(
@@ -228,7 +231,6 @@ fn an_echoed_secret_never_reaches_an_error() {
             500,
             format!("<h1>Error</h1><pre>client_secret={SECRET}</pre>"),
         ),
-        (200, format!("not json {SECRET}")),
         (
             200,
             format!(r#"{{"error":"x","error_uri":"https://e/?s={SECRET}"}}"#),
@@ -239,6 +241,97 @@ fn an_echoed_secret_never_reaches_an_error() {
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
     }
+}
+
+/// Issue "Lifecycle v2", finding 4: a 200 whose body is almost JSON became `Malformed` with the
+/// first 120 characters of the body (the token) in the message.
+#[test]
+fn a_broken_success_body_is_never_quoted() {
+    let token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWFjY2Vzcy10b2tlbg.sig";
+    let refresh = "rt-thirty-day-refresh-token-value";
+    for body in [
+        format!(r#"{{"access_token":"{token}","expires_in":3600,}}"#),
+        format!(r#"{{"access_token":"{token}","expires_in":36"#),
+        format!(r#"{{"refresh_token":"{refresh}","expires_in":2592000"#),
+        format!("\u{feff}\u{feff}{{\"access_token\":\"{token}\"}}"),
+        format!(r#"not json {SECRET} {token}"#),
+    ] {
+        let err = parse(200, &body).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Malformed {
+                status: StatusCode::OK,
+                reason: Malformed::NotJson
+            },
+            "{body}"
+        );
+        let shown = format!("{err} {err:?}");
+        for secret in [token, refresh, SECRET, "eyJ"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped() {
+    let r = parse(200, "\u{feff}{\"access_token\":\"abc\",\"expires_in\":60}").unwrap();
+    assert_eq!(r.access_token().unwrap().secret(), "abc");
+    assert_eq!(r.expires_in(), Some(Duration::from_secs(60)));
+    let err = parse(400, "\u{feff}{\"error\":\"invalid_client\"}").unwrap_err();
+    assert_eq!(err.oauth_code(), Some(&ErrorCode::InvalidClient));
+}
+
+#[test]
+fn tokens_in_a_response_are_redacted_from_its_errors() {
+    // An error on a 200 next to a token, echoing it.
+    let body = r#"{"access_token":"tok-123456","error":"server_error","error_description":"issued tok-123456 then failed"}"#;
+    let err = parse(200, body).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("tok-123456"), "{err}");
+    // A token type that is the token itself.
+    let err = parse(
+        200,
+        r#"{"access_token":"tok-abcdef","token_type":"tok-abcdef"}"#,
+    )
+    .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("tok-abcdef"), "{err}");
+    // What the request carried (a refresh token), echoed by the server.
+    let r = response(
+        400,
+        &[],
+        r#"{"error":"invalid_grant","error_description":"refresh token rt-9f8e7d is revoked"}"#,
+    );
+    let err =
+        token_core::parse_token_response_redacting(&config(), &r, &["rt-9f8e7d"]).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("rt-9f8e7d") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+}
+
+/// Issue "Lifecycle v2", finding 8: a generic response with `"type":"service"` was refused as a
+/// token type; only Octorate names the token type `type`.
+#[test]
+fn type_is_a_token_type_only_for_octorate() {
+    let body = r#"{"access_token":"a","token_type":"Bearer","type":"service","expires_in":60}"#;
+    let r = parse(200, body).unwrap();
+    assert_eq!(
+        r.extra().get("type").and_then(|v| v.as_str()),
+        Some("service")
+    );
+    let r = parse(200, r#"{"access_token":"a","type":"service"}"#).unwrap();
+    assert_eq!(r.token_type(), TokenType::Bearer);
+    let octorate = parse_token_response(
+        &octorate_config(),
+        &response(200, &[], r#"{"access_token":"a","type":"service"}"#),
+    );
+    assert!(matches!(
+        octorate,
+        Err(Error::Malformed {
+            reason: Malformed::UnsupportedTokenType(_),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -346,7 +439,9 @@ proptest! {
             obj.insert(k.clone(), (*v).into());
         }
         let body = serde_json::to_vec(&serde_json::Value::Object(obj)).unwrap();
-        let r = parse_token_response(&config(), &http::Response::new(body)).unwrap();
+        // `type` names the token type only in Octorate's dialect.
+        let config = if type_field == "type" { octorate_config() } else { config() };
+        let r = parse_token_response(&config, &http::Response::new(body)).unwrap();
         prop_assert_eq!(r.access_token().unwrap().secret(), access.as_str());
         prop_assert_eq!(r.refresh_token().map(|t| t.secret().to_owned()), refresh);
         match expires {

@@ -277,6 +277,7 @@ pub struct ClientConfig {
     pub(crate) refresh_window: Option<Duration>,
     pub(crate) max_body_bytes: usize,
     pub(crate) allow_insecure_http: bool,
+    pub(crate) type_alias: bool,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -300,6 +301,7 @@ impl fmt::Debug for ClientConfig {
             .field("refresh_window", &self.refresh_window)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("type_alias", &self.type_alias)
             .finish()
     }
 }
@@ -326,6 +328,7 @@ impl ClientConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allow_insecure_http: false,
             scopes_required: false,
+            type_alias: false,
         }
     }
 
@@ -394,6 +397,12 @@ impl ClientConfig {
         self.max_body_bytes
     }
 
+    /// Whether a response's `type` field names the token type (Octorate's dialect). Off for
+    /// every other provider, where `type` is just another field.
+    pub fn accepts_type_alias(&self) -> bool {
+        self.type_alias
+    }
+
     /// Checks that this client's tokens may be sent to `url`: an absolute `http://` URL is
     /// refused unless its host is loopback or insecure HTTP was allowed for this client (a
     /// bearer token in clear text is as good as a password for its lifetime). Relative URLs
@@ -411,7 +420,7 @@ impl ClientConfig {
             Ok(())
         } else {
             Err(ConfigError::InsecureUrl {
-                url: crate::protocol::error::sanitize(&uri.to_string(), 200, &[]),
+                url: display_url(&uri.to_string()),
             })
         }
     }
@@ -461,6 +470,7 @@ pub struct ClientConfigBuilder {
     max_body_bytes: usize,
     allow_insecure_http: bool,
     scopes_required: bool,
+    type_alias: bool,
 }
 
 impl fmt::Debug for ClientConfigBuilder {
@@ -571,6 +581,14 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Also read the token type from a `type` field when `token_type` is absent, as Octorate's
+    /// responses name it (its preset sets this). Off by default: elsewhere `type` is just
+    /// another field (`"type":"service"`), never a token type to refuse.
+    pub fn token_type_alias(mut self, accept: bool) -> Self {
+        self.type_alias = accept;
+        self
+    }
+
     /// Validates and builds the configuration.
     pub fn build(self) -> Result<ClientConfig, ConfigError> {
         let token_url = validate_token_url(&self.token_url, self.allow_insecure_http)?;
@@ -619,6 +637,7 @@ impl ClientConfigBuilder {
             refresh_window: self.refresh_window,
             max_body_bytes: self.max_body_bytes,
             allow_insecure_http: self.allow_insecure_http,
+            type_alias: self.type_alias,
         })
     }
 }
@@ -646,7 +665,7 @@ fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, ConfigError> {
 /// Parses a token URL and enforces HTTPS except to loopback hosts (or when opted out).
 pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
     let invalid = |reason| ConfigError::InvalidUrl {
-        url: crate::protocol::error::sanitize(strip_userinfo(url), 200, &[]),
+        url: display_url(url),
         reason,
     };
     let uri: Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
@@ -661,17 +680,30 @@ pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result
         Some("https") => Ok(uri),
         Some("http") if allow_insecure_http || is_loopback(authority.host()) => Ok(uri),
         Some("http") => Err(ConfigError::InsecureUrl {
-            url: crate::protocol::error::sanitize(url, 200, &[]),
+            url: display_url(url),
         }),
         _ => Err(invalid("scheme must be https (or http to loopback)")),
     }
 }
 
-fn strip_userinfo(url: &str) -> &str {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => &url[at + 1..],
-        _ => url,
-    }
+/// A URL as it may appear in a message or a log: without user info (`user:password@`), query
+/// and fragment (`?api_key=…`), sanitized and capped. Works on anything, parsable or not.
+pub fn display_url(url: &str) -> String {
+    let url = url.trim();
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let url = match url.find("://") {
+        Some(scheme_end) => {
+            let rest = &url[scheme_end + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    };
+    crate::protocol::error::sanitize(&url, 200, &[])
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -794,6 +826,33 @@ mod tests {
             .build()
             .unwrap();
         assert!(lax.check_api_url("http://api.example/v1").is_ok());
+    }
+
+    /// Issue "Lifecycle v2", finding 8: API URLs in errors kept user info and query.
+    #[test]
+    fn urls_in_messages_lose_user_info_and_query() {
+        let cfg = ClientConfig::builder("https://a.example/token", creds())
+            .build()
+            .unwrap();
+        let err = cfg
+            .check_api_url("http://user:PASSWORD@api.example/v1?api_key=KEY123#frag")
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("PASSWORD") && !shown.contains("KEY123"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://api.example/v1"), "{shown}");
+        let err =
+            validate_token_url("http://u:PASSWORD@idp.example/t?x=KEY123", false).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("PASSWORD") && !shown.contains("KEY123"),
+            "{shown}"
+        );
+        assert_eq!(display_url("https://h/p?q=1"), "https://h/p");
+        assert_eq!(display_url("https://a@b@h:1/p@x"), "https://h:1/p@x");
+        assert_eq!(display_url("no url at all?secret"), "no url at all");
     }
 
     #[test]

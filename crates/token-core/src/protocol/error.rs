@@ -237,11 +237,9 @@ impl fmt::Display for TransportFailure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Malformed {
-    /// The body is not a JSON object.
-    NotJson {
-        /// Sanitized excerpt of the body.
-        excerpt: String,
-    },
+    /// The body is not a JSON object. A success body is never quoted: even a broken one
+    /// carries the token.
+    NotJson,
     /// A field has the wrong JSON type or an unusable value.
     InvalidField {
         /// The field.
@@ -260,8 +258,7 @@ pub enum Malformed {
 impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotJson { excerpt } if excerpt.is_empty() => f.write_str("body is not JSON"),
-            Self::NotJson { excerpt } => write!(f, "body is not a JSON object: {excerpt}"),
+            Self::NotJson => f.write_str("body is not a JSON object"),
             Self::InvalidField { field, reason } => write!(f, "`{field}` {reason}"),
             Self::MissingField(field) => write!(f, "`{field}` is missing"),
             Self::UnsupportedTokenType(t) => {

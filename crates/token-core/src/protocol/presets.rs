@@ -106,6 +106,7 @@ pub fn bookingtime_module(client_id: impl Into<String>) -> ClientConfigBuilder {
 pub fn octorate(credentials: Credentials) -> ClientConfigBuilder {
     ClientConfig::builder(OCTORATE_TOKEN_URL, credentials)
         .provider(Provider::Octorate)
+        .token_type_alias(true)
         .body_encoding(BodyEncoding::Json)
         .client_auth(ClientAuth::RequestBody)
         .default_lifetime(Duration::from_secs(1440))

@@ -144,19 +144,48 @@ pub(crate) fn jwt_lifetime(token: &str, wall_now: SystemTime) -> Option<Duration
     Some(Duration::from_secs(remaining))
 }
 
-/// Parses a token endpoint response for `config`'s client (its body cap and secret redaction).
+/// Parses a token endpoint response for `config`'s client (its body cap, its dialect and its
+/// secret redaction).
 pub fn parse_token_response(
     config: &ClientConfig,
     response: &Response<Vec<u8>>,
 ) -> Result<TokenResponse, Error> {
+    parse_token_response_redacting(config, response, &[])
+}
+
+/// [`parse_token_response`], also redacting `sent` from every error message: the secrets the
+/// request carried besides the client secret (a refresh token, an authorization code), which a
+/// server may echo in an error description.
+pub fn parse_token_response_redacting(
+    config: &ClientConfig,
+    response: &Response<Vec<u8>>,
+    sent: &[&str],
+) -> Result<TokenResponse, Error> {
+    let options = ParseOptions {
+        max_body: config.max_body_bytes(),
+        type_alias: config.accepts_type_alias(),
+    };
     parse_with(
         response.status(),
         response.headers(),
         response.body(),
-        config.max_body_bytes(),
+        options,
         // Only error paths redact: a successful parse never builds the list.
-        &|| config.redactions(),
+        &|| {
+            let mut redact = config.redactions();
+            redact.extend_from_slice(sent);
+            redact
+        },
     )
+}
+
+/// How a client's dialect reads a response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParseOptions {
+    /// Bodies longer than this are refused.
+    pub max_body: usize,
+    /// Octorate names the token type `type`: read it there too.
+    pub type_alias: bool,
 }
 
 /// The parser behind [`parse_token_response`], on raw parts (for the fuzz targets and tests).
@@ -165,38 +194,48 @@ pub(crate) fn parse_parts(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    max_body: usize,
+    options: ParseOptions,
     redact: &[&str],
 ) -> Result<TokenResponse, Error> {
-    parse_with(status, headers, body, max_body, &|| redact.to_vec())
+    parse_with(status, headers, body, options, &|| redact.to_vec())
 }
 
+/// A UTF-8 byte-order mark, which some servers put before their JSON.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The parser, with the strings to redact from errors produced on demand.
+///
+/// No error built here ever quotes a success body (it carries the tokens), and every token the
+/// parser saw in the body is redacted from every message, next to `redact`'s strings.
 fn parse_with<'r>(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    max_body: usize,
+    options: ParseOptions,
     redact: &dyn Fn() -> Vec<&'r str>,
 ) -> Result<TokenResponse, Error> {
-    if body.len() > max_body {
+    if body.len() > options.max_body {
         return Err(Error::BodyTooLarge {
             status,
-            limit: max_body,
+            limit: options.max_body,
         });
     }
+    let body = body.strip_prefix(BOM).unwrap_or(body);
     let retry_after = || {
         headers
             .get(RETRY_AFTER)
             .and_then(|v| RetryAfter::parse(v.as_bytes()))
     };
-    let mut parsed = RawResponse::default();
+    let mut parsed = RawResponse {
+        type_alias_enabled: options.type_alias,
+        ..RawResponse::default()
+    };
     let raw = parsed.parse(body).then_some(parsed);
 
     if !status.is_success() {
         return Err(match raw {
             Some(raw) if raw.error.is_some() => {
-                Error::OAuth(raw.into_oauth_error(status, retry_after(), &redact()))
+                raw.into_oauth_error(status, retry_after(), redact())
             }
             _ => Error::Http(HttpError {
                 status,
@@ -206,17 +245,13 @@ fn parse_with<'r>(
         });
     }
     let malformed = |reason| Error::Malformed { status, reason };
+    // A success body is never excerpted: a body that is almost JSON (truncated, a trailing
+    // comma) still carries the token.
     let Some(raw) = raw else {
-        return Err(malformed(Malformed::NotJson {
-            excerpt: excerpt(body, &redact()),
-        }));
+        return Err(malformed(Malformed::NotJson));
     };
     if raw.error.is_some() {
-        return Err(Error::OAuth(raw.into_oauth_error(
-            status,
-            retry_after(),
-            &redact(),
-        )));
+        return Err(raw.into_oauth_error(status, retry_after(), redact()));
     }
     raw.into_token_response().map_err(malformed)
 }
@@ -247,6 +282,8 @@ fn excerpt(body: &[u8], redact: &[&str]) -> String {
 /// so a token is copied once, into its `Arc<str>`.
 #[derive(Default)]
 struct RawResponse<'de> {
+    /// Whether `type` names the token type (Octorate); otherwise it is an ordinary field.
+    type_alias_enabled: bool,
     access_token: Field<'de>,
     token_type: Field<'de>,
     type_alias: Field<'de>,
@@ -278,23 +315,50 @@ impl<'de> RawResponse<'de> {
         de.deserialize_map(RawVisitor(self)).is_ok() && de.end().is_ok()
     }
 
+    /// The token strings this body carried, to redact from any message about it.
+    fn seen_tokens(&self) -> impl Iterator<Item = &str> {
+        [&self.access_token, &self.refresh_token]
+            .into_iter()
+            .filter_map(|field| match field {
+                Field::Str(s) if !s.is_empty() => Some(s.as_ref()),
+                _ => None,
+            })
+            .chain(
+                ["id_token", "refresh_token", "access_token"]
+                    .into_iter()
+                    .filter_map(|name| {
+                        self.extra
+                            .get(name)
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                    }),
+            )
+    }
+
+    /// The RFC 6749 error this body carries, its text sanitized and stripped of `redact` and of
+    /// every token the body itself carried.
     fn into_oauth_error(
         self,
         status: StatusCode,
         retry_after: Option<RetryAfter>,
-        redact: &[&str],
-    ) -> OAuthError {
+        redact: Vec<&str>,
+    ) -> Error {
+        let seen: Vec<String> = self.seen_tokens().map(str::to_owned).collect();
+        let redact: Vec<&str> = redact
+            .into_iter()
+            .chain(seen.iter().map(String::as_str))
+            .collect();
         let text = |v: Option<Value>, max| match v {
-            Some(Value::String(s)) => Some(sanitize(&s, max, redact)).filter(|s| !s.is_empty()),
+            Some(Value::String(s)) => Some(sanitize(&s, max, &redact)).filter(|s| !s.is_empty()),
             _ => None,
         };
-        OAuthError {
+        Error::OAuth(OAuthError {
             status,
-            code: ErrorCode::parse(&sanitize(self.error.as_deref().unwrap_or(""), 64, redact)),
+            code: ErrorCode::parse(&sanitize(self.error.as_deref().unwrap_or(""), 64, &redact)),
             description: text(self.error_description, 200),
             uri: text(self.error_uri, 200),
             retry_after,
-        }
+        })
     }
 
     fn into_token_response(self) -> Result<TokenResponse, Malformed> {
@@ -312,7 +376,14 @@ impl<'de> RawResponse<'de> {
             Field::Null => TokenType::Bearer,
             Field::Str(t) if t.eq_ignore_ascii_case("bearer") => TokenType::Bearer,
             Field::Str(t) => {
-                return Err(Malformed::UnsupportedTokenType(sanitize(&t, 32, &[])));
+                let seen: Vec<&str> = [
+                    access_token.as_ref().map(AccessToken::secret),
+                    refresh_token.as_ref().map(RefreshToken::secret),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                return Err(Malformed::UnsupportedTokenType(sanitize(&t, 32, &seen)));
             }
             Field::Other(_) => {
                 return Err(Malformed::InvalidField {
@@ -443,7 +514,7 @@ impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
             match key.as_ref() {
                 "access_token" => raw.access_token = map.next_value()?,
                 "token_type" => raw.token_type = map.next_value()?,
-                "type" => raw.type_alias = map.next_value()?,
+                "type" if raw.type_alias_enabled => raw.type_alias = map.next_value()?,
                 "expires_in" => raw.expires_in = Some(map.next_value()?),
                 "refresh_token" => raw.refresh_token = map.next_value()?,
                 "scope" => raw.scope = map.next_value()?,
@@ -570,12 +641,21 @@ impl<'de> Visitor<'de> for FieldVisitor {
 mod tests {
     use super::*;
 
+    const OPTIONS: ParseOptions = options(64 * 1024);
+
+    const fn options(max_body: usize) -> ParseOptions {
+        ParseOptions {
+            max_body,
+            type_alias: true,
+        }
+    }
+
     fn parse(status: u16, body: &str) -> Result<TokenResponse, Error> {
         parse_parts(
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
             body.as_bytes(),
-            64 * 1024,
+            OPTIONS,
             &["s3cr3t-value"],
         )
     }
@@ -747,8 +827,14 @@ mod tests {
     #[test]
     fn size_cap() {
         let body = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(100));
-        let err =
-            parse_parts(StatusCode::OK, &HeaderMap::new(), body.as_bytes(), 50, &[]).unwrap_err();
+        let err = parse_parts(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            options(50),
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             Error::BodyTooLarge {
