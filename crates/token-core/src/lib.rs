@@ -61,6 +61,7 @@
 //!                 manager.handle_response(now, wall, send.id, response)?;
 //!             }
 //!             Output::Event(_) => {} // wake waiters here
+//!             Output::Store(_) => unreachable!("no shared store is configured"),
 //!             Output::Timeout(at) => {
 //!                 assert!(at > now);
 //!                 break;
@@ -73,7 +74,13 @@
 //! assert_eq!(token.refresh_at() - start, Duration::from_secs(3540));
 //! now += Duration::from_secs(3000);
 //! assert!(matches!(manager.request(now, &key)?, Lookup::Ready(_)));
-//! assert!(matches!(manager.poll_output(now), Output::Timeout(_)));
+//! loop {
+//!     match manager.poll_output(now) {
+//!         Output::Send(_) => panic!("a fresh token needs no request"),
+//!         Output::Timeout(_) => break,
+//!         _ => {}
+//!     }
+//! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -114,8 +121,12 @@ pub use lifecycle::token::Token;
 pub use protocol::{jwt, presets};
 
 pub use lifecycle::manager::{
-    ClientId, Event, Lookup, ManagerConfig, Output, RequestId, Target, TokenKey, TokenManager,
-    TokenRequest,
+    ClientId, Event, GrantKey, Lookup, ManagerConfig, Output, RequestId, StoreOpId, Subject,
+    Target, TokenKey, TokenManager, TokenRequest,
+};
+pub use lifecycle::store::{
+    StoreFailure, StoreKey, StoreOp, StoreRecord, StoreReply, StoreRequest, StoreSettings,
+    StoredValue,
 };
 pub use protocol::config::{
     BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,

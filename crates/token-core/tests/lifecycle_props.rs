@@ -29,6 +29,7 @@ enum Op {
     Respond { pick: usize, reply: ReplyKind },
     Timeout,
     Invalidate { key: usize, stale: bool },
+    Confirm(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), reply()).prop_map(|(pick, reply)| Op::Respond { pick, reply }),
         2 => Just(Op::Timeout),
         1 => (0usize..3, any::<bool>()).prop_map(|(key, stale)| Op::Invalidate { key, stale }),
+        1 => (0usize..3).prop_map(Op::Confirm),
     ]
 }
 
@@ -65,6 +67,7 @@ struct ModelToken {
     sent_at: Instant,
     expires_at: Instant,
     refresh_at: Instant,
+    original_refresh_at: Instant,
 }
 
 /// The reference model of one key.
@@ -76,6 +79,8 @@ struct ModelKey {
     last_used: Option<Instant>,
     exists: bool,
     previous_tokens: Vec<String>,
+    /// Rejections since the last confirmation.
+    rejections: u32,
 }
 
 struct Model {
@@ -84,6 +89,8 @@ struct Model {
     max_lifetime: Duration,
     request_timeout: Duration,
     idle_timeout: Duration,
+    rejected_backoff: Duration,
+    max_backoff: Duration,
     now: Instant,
 }
 
@@ -130,6 +137,8 @@ impl Run {
                 max_lifetime: model_cfg.max_lifetime,
                 request_timeout: model_cfg.request_timeout,
                 idle_timeout: model_cfg.idle_timeout,
+                rejected_backoff: model_cfg.rejected_backoff,
+                max_backoff: model_cfg.max_backoff,
                 now,
             },
             pending: Vec::new(),
@@ -161,6 +170,7 @@ impl Run {
                     self.model.keys[k].retry_at = Some(retry_at);
                 }
                 Output::Event(_) => {}
+                Output::Store(_) => return Err(TestCaseError::fail("no store is configured")),
                 Output::Timeout(t) => {
                     prop_assert!(t > self.h.now, "(e) timeout {:?} not after now", t);
                     return Ok(sent);
@@ -194,7 +204,15 @@ impl Run {
                 let want = want.unwrap();
                 prop_assert_eq!(token.access_token().secret(), want.text.as_str());
                 prop_assert!(until > self.model.now && until <= want.expires_at);
-                prop_assert!(!self.model.due(k), "servable while a fetch is due");
+                // A token in use is never servable once its refresh is due. One not in use may
+                // be: the driver reports the hit with `touch`, which starts the refresh.
+                let in_use = self.model.keys[k]
+                    .last_used
+                    .is_some_and(|u| u >= want.sent_at);
+                prop_assert!(
+                    !(self.model.due(k) && in_use),
+                    "servable while a fetch is due"
+                );
             }
         }
         Ok(())
@@ -206,7 +224,7 @@ impl Run {
         let calls_manager = match &op {
             Op::Advance(_) | Op::StepBack(_) => false,
             Op::Respond { .. } => !self.pending.is_empty(),
-            Op::Request(_) | Op::Timeout | Op::Invalidate { .. } => true,
+            Op::Request(_) | Op::Timeout | Op::Invalidate { .. } | Op::Confirm(_) => true,
         };
         if calls_manager {
             self.model.now = self.model.now.max(self.h.now);
@@ -241,7 +259,7 @@ impl Run {
                         prop_assert!(want.expires_at > self.model.now);
                         prop_assert_eq!(t.access_token().secret(), want.text.as_str());
                         prop_assert_eq!(t.expires_at(), want.expires_at);
-                        prop_assert_eq!(t.refresh_at(), want.refresh_at);
+                        prop_assert_eq!(t.refresh_at(), want.original_refresh_at);
                         if self.model.now < want.refresh_at {
                             prop_assert!(sent.is_empty(), "(c) fresh token caused a request");
                         }
@@ -331,6 +349,7 @@ impl Run {
                                 sent_at,
                                 expires_at: exp,
                                 refresh_at: sent_at + (lifetime - window),
+                                original_refresh_at: sent_at + (lifetime - window),
                             });
                             m.retry_at = None;
                         }
@@ -390,6 +409,23 @@ impl Run {
                     }
                 }
             }
+            Op::Confirm(key) => {
+                let text = self.model.valid_token(key).map(|t| t.text.clone());
+                // With no valid token, an unknown one: must change nothing.
+                let shown = text.clone().unwrap_or_else(|| "never-issued".to_owned());
+                self.h
+                    .mgr
+                    .confirm(self.h.now, &self.keys[key], &AccessToken::new(shown));
+                if text.is_some() {
+                    self.model.keys[key].rejections = 0;
+                    // The renewal scheduled after a rejection is off: back to the token's own
+                    // refresh point.
+                    let t = self.model.keys[key].token.as_mut().unwrap();
+                    t.refresh_at = t.original_refresh_at;
+                }
+                let sent = self.drain()?;
+                prop_assert!(sent.is_empty(), "(d) a confirmation sends nothing");
+            }
             Op::Invalidate { key, stale } => {
                 let m = &self.model.keys[key];
                 let target = if stale {
@@ -408,11 +444,35 @@ impl Run {
                     .token
                     .as_ref()
                     .is_some_and(|t| t.text == text);
-                prop_assert_eq!(dropped, is_current, "invalidation must be token-aware");
-                if dropped {
+                let rejections = self.model.keys[key].rejections;
+                // Bounded renewal: only the first rejection since the API last accepted a token
+                // drops it; later ones keep it and renew it after a backoff.
+                prop_assert_eq!(
+                    dropped,
+                    is_current && rejections == 0,
+                    "invalidation must be token-aware and bounded"
+                );
+                if is_current {
+                    let now = self.model.now;
                     let m = &mut self.model.keys[key];
-                    m.previous_tokens.push(text);
-                    m.token = None;
+                    m.rejections += 1;
+                    if dropped {
+                        m.previous_tokens.push(text);
+                        m.token = None;
+                    } else {
+                        let renew = self.h.mgr.refresh_due_at(&self.keys[key]).unwrap();
+                        let t = m.token.as_mut().unwrap();
+                        let base = self.model.rejected_backoff * (1 << (rejections - 1).min(20));
+                        let base = base.min(self.model.max_backoff);
+                        prop_assert!(
+                            renew == t.refresh_at
+                                || (renew >= now + base / 2 && renew <= now + base),
+                            "renewal after {} rejections at {:?} from now",
+                            rejections,
+                            renew.checked_duration_since(now)
+                        );
+                        t.refresh_at = t.refresh_at.min(renew);
+                    }
                 }
                 let sent = self.drain()?;
                 prop_assert!(sent.is_empty(), "(d) invalidation alone sends nothing");

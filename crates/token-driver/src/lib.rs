@@ -462,6 +462,8 @@ impl Driver {
                     changed = true;
                 }
                 Output::Event(_) => changed = true,
+                // No store is configured here yet.
+                Output::Store(_) => {}
                 Output::Timeout(_) => break,
             }
         }
@@ -670,7 +672,10 @@ mod tests {
 
         let _ = fetch(&driver, &key, &token("two"));
         let served = driver.cached(&key).unwrap();
-        driver.with_manager(|m| m.invalidate(Instant::now(), &key, served.access_token()));
+        driver.with_manager(|m| {
+            m.confirm(Instant::now(), &key, served.access_token());
+            m.invalidate(Instant::now(), &key, served.access_token())
+        });
         assert!(driver.cached(&key).is_none());
     }
 

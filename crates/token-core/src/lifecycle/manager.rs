@@ -1,14 +1,17 @@
-//! The token lifecycle: cache, early refresh, single flight, backoff, invalidation, and
-//! bookingtime's refresh-token chain, as a deterministic state machine.
+//! The token lifecycle: cache, early refresh, single flight, backoff, bounded renewal after
+//! rejections, refresh-token grants (bookingtime's chain, users' grants) and the shared store,
+//! as a deterministic state machine.
 //!
 //! [`TokenManager`] does no IO, reads no clock and takes no lock. Its methods come in four kinds
 //! (as in quinn-proto):
-//! - **getters** (`&self`): [`token`](TokenManager::token), [`client`](TokenManager::client),
-//!   [`in_flight`](TokenManager::in_flight);
+//! - **getters** (`&self`): [`token`](TokenManager::token), [`servable`](TokenManager::servable),
+//!   [`client`](TokenManager::client), [`in_flight`](TokenManager::in_flight), ...;
 //! - **commands** from the application: [`register`](TokenManager::register),
-//!   [`request`](TokenManager::request), [`invalidate`](TokenManager::invalidate);
-//! - **inputs** from the transport: [`handle_response`](TokenManager::handle_response),
+//!   [`request`](TokenManager::request), [`touch`](TokenManager::touch),
+//!   [`invalidate`](TokenManager::invalidate), [`confirm`](TokenManager::confirm);
+//! - **inputs** from the driver: [`handle_response`](TokenManager::handle_response),
 //!   [`handle_send_failed`](TokenManager::handle_send_failed),
+//!   [`handle_store`](TokenManager::handle_store),
 //!   [`handle_timeout`](TokenManager::handle_timeout);
 //! - **output**: [`poll_output`](TokenManager::poll_output), drained after every command and
 //!   input until it returns [`Output::Timeout`].
@@ -16,35 +19,77 @@
 //! # The time contract
 //! Every time-dependent method takes `now: Instant` first. The manager keeps the latest `now` it
 //! has seen and uses `max(latest, now)`, so a clock that steps backwards can never make an
-//! expired token valid again. A token's lifetime counts from when its request was *sent* (the
-//! `now` of the call that produced the [`Output::Send`]), the conservative end.
-//! [`handle_response`](TokenManager::handle_response) also takes the wall-clock time, used only
-//! to read a JWT `exp` claim or an HTTP-date `Retry-After`, the two places where time crosses a
-//! process boundary.
+//! expired token valid again. A token's lifetime counts from when its request was *issued* (the
+//! `now` of the call that produced the [`Output::Send`]), the conservative end; a token loaded
+//! from a shared store expires at the instant its load was issued plus the store's TTL for it.
+//! The wall-clock time is taken only where time crosses a process boundary: a JWT `exp` claim
+//! and an HTTP-date `Retry-After`.
+//!
+//! # Timers
+//! Every deadline (request timeout, store timeout, store poll, refresh, backoff end, expiry,
+//! idle eviction) lives in one timer table, derived from each key's state in one place.
+//! [`handle_timeout`](TokenManager::handle_timeout) fires what is due, the `Timeout` output is the
+//! earliest deadline, and [`servable`](TokenManager::servable) is "the token, until the key's
+//! next deadline". A change costs O(log n) in the number of keys; nothing is scanned.
 //!
 //! # The refresh rule
-//! `expires_at = sent_at + lifetime` (lifetime capped by
-//! [`ManagerConfig::max_lifetime`]). `refresh_at = expires_at - window - jitter`, where `window` is
-//! the refresh window (60 s by default, as Bookable recommends) **clamped to half the lifetime**,
-//! and `jitter` is drawn from `[0, min(refresh_jitter, lifetime / 2 - window)]`. So a token is
-//! always used for at least half of its life without a refresh: bookingtime's 300 s tokens
-//! refresh at 240 s, a 60 s token with a 300 s window at 30 s. From `refresh_at` a request for
-//! the key still gets the token at once and starts one refresh; from `expires_at` the token is
-//! never handed out again.
+//! `expires_at = sent_at + lifetime` (lifetime capped by [`ManagerConfig::max_lifetime`]).
+//! `refresh_at = expires_at - window - jitter`, where `window` is the refresh window (60 s by
+//! default, as Bookable recommends) **clamped to half the lifetime**, and `jitter` is drawn from
+//! `[0, min(refresh_jitter, lifetime / 2 - window)]`. So a token is always used for at least half
+//! of its life without a refresh: bookingtime's 300 s tokens refresh at 240 s. A token that was
+//! used since it was cached is refreshed at `refresh_at` by the timer, with no caller involved; a
+//! request inside the window still gets the token at once (and starts the refresh if nothing
+//! did). From `expires_at` the token is never handed out again.
+//!
+//! # Rejected tokens
+//! [`invalidate`](TokenManager::invalidate) reports that the API refused a token. The first
+//! rejection since the API last accepted one of the key's tokens ([`confirm`]) drops the token at
+//! once, so the next request fetches a new one. If that one is refused too, renewal backs off:
+//! the refused token is still served (callers get the API's answer) and is renewed only after
+//! [`ManagerConfig::rejected_backoff`], doubling per further rejection up to
+//! [`ManagerConfig::max_backoff`]. [`confirm`] resets the rule. So an API that refuses every
+//! token costs a handful of token requests, not one per call.
+//!
+//! # Refresh-token grants
+//! bookingtime's client-credentials request returns a 30-day refresh token that, with an
+//! `organization_id`, yields each organization's 5-minute access token; a user's Authorization
+//! Code grant yields a refresh token the same way. One grant feeds many keys. A transient
+//! failure never discards a refresh token. An `invalid_grant` for an organization drops the
+//! refresh token it was sent with (once per generation) and fetches a new one; if the fresh one
+//! is refused for that organization too, the organization's own error surfaces with its own
+//! backoff, and the organization may challenge the refresh token again only after an hour
+//! (`GRANT_CHALLENGE_INTERVAL`). A user's refresh token cannot be renewed without the user:
+//! once it is rejected or expired, the user's keys fail with
+//! [`Error::AuthorizationRequired`] and nothing is sent.
+//!
+//! [`confirm`]: TokenManager::confirm
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use slab::Slab;
+
+use crate::lifecycle::fetch::{Fetch, Phase};
+use crate::lifecycle::ids::next_manager_id;
 use crate::lifecycle::misuse::ApiMisuse;
+use crate::lifecycle::schedule::{self, earlier, later};
+use crate::lifecycle::store::{
+    Breaker, Record, StoreKey, StoreOp, StoreRecord, StoreReply, StoreRequest, StoreSettings,
+    StoredValue,
+};
+use crate::lifecycle::timers::{Deadlines, Owner, Timer, TimerTable};
 use crate::lifecycle::token::Token;
-use crate::protocol::config::{ClientConfig, Flow, Provider};
+use crate::protocol::config::{ClientConfig, Flow};
 use crate::protocol::error::{Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
 use crate::protocol::request::{Grant, bearer_header};
-use crate::protocol::response::{TokenResponse, jwt_lifetime, parse_token_response};
+use crate::protocol::response::{TokenResponse, jwt_lifetime, parse_token_response_redacting};
 use crate::protocol::secret::{AccessToken, RefreshToken};
+
+pub use crate::lifecycle::ids::{ClientId, GrantKey, RequestId, StoreOpId, Subject, TokenKey};
+pub use crate::lifecycle::output::{Event, Lookup, Output, Target, TokenRequest};
 
 /// Tunables of the lifecycle. `Default` gives the documented values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +105,8 @@ pub struct ManagerConfig {
     /// consecutive failure up to `max_backoff`, with equal jitter.
     pub initial_backoff: Duration,
     /// First backoff after a non-retryable failure (rejected credentials, bad request,
-    /// malformed answer), so a misconfigured client cannot hammer the endpoint. Default 30 s;
+    /// malformed answer), and the first delay before renewing a key whose fresh token the API
+    /// rejected too, so a misconfigured client cannot hammer the endpoint. Default 30 s;
     /// doubles up to `max_backoff`.
     pub rejected_backoff: Duration,
     /// Backoff cap. Default 5 min.
@@ -70,14 +116,17 @@ pub struct ManagerConfig {
     /// Lifetimes are capped at this, whatever the server says. Default 90 days (bookingtime's
     /// refresh token lives 30).
     pub max_lifetime: Duration,
-    /// A request without a response or failure after this long is abandoned as timed out (a
-    /// late response is then ignored), so a transport that loses a request cannot wedge a key.
-    /// Default 60 s.
+    /// A request without a response or failure this long after it was issued is abandoned as
+    /// timed out (a late response is then ignored), so a transport that loses a request cannot
+    /// wedge a key. Default 60 s.
     pub request_timeout: Duration,
     /// An entry not used for this long and holding no valid token is forgotten. Default 10 min.
     pub idle_timeout: Duration,
     /// Seed for the jitter generator (deterministic tests; vary it per process in a fleet).
     pub seed: u64,
+    /// A shared store (see [`store`](crate::lifecycle::store)); `None` (the default): tokens
+    /// live in this manager only.
+    pub store: Option<StoreSettings>,
 }
 
 impl Default for ManagerConfig {
@@ -93,200 +142,64 @@ impl Default for ManagerConfig {
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
             seed: 0x5eed_70c3_11fe_c7c1,
+            store: None,
         }
     }
 }
 
-static NEXT_MANAGER: AtomicU32 = AtomicU32::new(1);
+/// An organization may drop its grant's refresh token after an `invalid_grant` at most this
+/// often while its own failures continue.
+const GRANT_CHALLENGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// A client registered with a [`TokenManager`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId {
-    manager: u32,
-    index: u32,
-}
+/// bookingtime's documented refresh-token lifetime (30 days), used when a response omits it.
+const BOOKINGTIME_REFRESH_DEFAULT: Duration = Duration::from_secs(2_592_000);
 
-/// What a cached token is for: a client, and for bookingtime an organization. Equal keys share
-/// one cache entry and one in-flight request; the client part stands for its whole
-/// [`ClientConfig`] (endpoint, credentials, audience, scopes, parameters), so the cache and the
-/// single flight are keyed by exactly the same thing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TokenKey {
-    client: ClientId,
-    organization: Option<Arc<str>>,
-}
+/// The timers whose firing may change what a key serves: `servable` holds until the earliest.
+const SERVING_TIMERS: [Timer; 6] = [
+    Timer::Request,
+    Timer::Store,
+    Timer::Poll,
+    Timer::Refresh,
+    Timer::Retry,
+    Timer::Expire,
+];
 
-impl TokenKey {
-    /// The key of a client without organizations.
-    pub fn new(client: ClientId) -> Self {
-        Self {
-            client,
-            organization: None,
-        }
-    }
-
-    /// The key of a bookingtime organization's access token.
-    pub fn with_organization(client: ClientId, organization: impl Into<Arc<str>>) -> Self {
-        Self {
-            client,
-            organization: Some(organization.into()),
-        }
-    }
-
-    /// The client.
-    pub fn client(&self) -> ClientId {
-        self.client
-    }
-
-    /// The organization, if any.
-    pub fn organization(&self) -> Option<&str> {
-        self.organization.as_deref()
-    }
-}
-
-/// Identifies one token request; hand it back with the response or failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId {
-    manager: u32,
-    seq: u64,
-}
-
-/// What a token request fetches.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Target {
-    /// An access token for a key.
-    Access(TokenKey),
-    /// bookingtime's refresh token for a client (shared by all its organizations).
-    RefreshToken(ClientId),
-}
-
-impl Target {
-    /// The client the request is for.
-    pub fn client(&self) -> ClientId {
-        match self {
-            Self::Access(key) => key.client,
-            Self::RefreshToken(client) => *client,
-        }
-    }
-}
-
-/// A request for the transport to send.
-#[non_exhaustive]
-pub struct TokenRequest {
-    /// Hand this back with the response or failure.
-    pub id: RequestId,
-    /// What it fetches.
-    pub target: Target,
-    /// The provider it goes to (for logs and metrics).
-    pub provider: Provider,
-    /// The request. Send it as is; never follow a redirect (the body holds the secret).
-    pub request: http::Request<Vec<u8>>,
-    /// Read at most this many bytes of the response body, plus one: a longer body is reported
-    /// as [`Error::BodyTooLarge`] when the response is handled, so hand back what was read.
-    pub max_body_bytes: usize,
-}
-
-impl fmt::Debug for TokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the request itself: its body and headers carry the secret.
-        f.debug_struct("TokenRequest")
-            .field("id", &self.id)
-            .field("target", &self.target)
-            .field("provider", &self.provider)
-            .field("method", self.request.method())
-            .field("uri", self.request.uri())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Something happened that waiting callers care about.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// A new token is cached for `key`.
-    Token {
-        /// The key.
-        key: TokenKey,
-        /// The token.
-        token: Token,
-    },
-    /// Fetching a token for `key` failed; no request for it starts before `retry_at`.
-    Failed {
-        /// The key.
-        key: TokenKey,
-        /// What went wrong.
-        error: Error,
-        /// The earliest instant of the next attempt.
-        retry_at: Instant,
-    },
-}
-
-/// Output of [`TokenManager::poll_output`]. Drain until `Timeout`.
 #[derive(Debug)]
-#[must_use]
-pub enum Output {
-    /// Send this request, then report its response or failure.
-    Send(TokenRequest),
-    /// Tell waiting callers.
-    Event(Event),
-    /// Nothing more to do now; call [`TokenManager::handle_timeout`] at this instant (always
-    /// later than the `now` given).
-    Timeout(Instant),
+struct Client {
+    config: Arc<ClientConfig>,
+    fingerprint: String,
 }
 
-/// The answer to [`TokenManager::request`].
-#[derive(Clone, Debug)]
-#[must_use]
-pub enum Lookup {
-    /// Use this token. If it was inside its refresh window, a refresh has been started (see
-    /// [`Output::Send`]); the token stays valid until it expires.
-    Ready(Token),
-    /// A fetch is in flight; wait for an [`Event`] for the key, then ask again.
-    Pending,
-    /// There is no valid token and the last attempt failed; nothing is sent before `retry_at`.
-    Failed {
-        /// The last error.
-        error: Error,
-        /// The earliest instant of the next attempt.
-        retry_at: Instant,
-    },
-}
-
-/// Fetch bookkeeping shared by access-token entries and refresh-token chains.
-#[derive(Debug, Default)]
-struct Fetch {
-    flight: Option<RequestId>,
-    retry_at: Option<Instant>,
-    failures: u32,
-    last_error: Option<Error>,
-}
-
-impl Fetch {
-    fn can_start(&self, now: Instant) -> bool {
-        self.flight.is_none() && self.retry_at.is_none_or(|t| now >= t)
-    }
-
-    fn succeeded(&mut self) {
-        self.retry_at = None;
-        self.failures = 0;
-        self.last_error = None;
-    }
-
-    fn in_backoff(&self, now: Instant) -> bool {
-        self.retry_at.is_some_and(|t| now < t)
-    }
-}
-
+/// An access-token cache entry.
 #[derive(Debug)]
 struct Entry {
+    key: TokenKey,
     token: Option<Token>,
+    /// The store generation of `token`, if it went through the store.
+    store_gen: Option<u64>,
     fetch: Fetch,
+    /// The last request (or reported cache hit): the key is in use if this is not older than
+    /// its token.
     last_used: Instant,
-    /// Organization keys: waiting for the client's refresh token.
-    awaiting_chain: bool,
-    /// Organization keys: chain restarts (rejected refresh tokens) since the last success.
-    chain_restarts: u32,
+    /// Renew no later than this, whatever `refresh_at` says (a rejected token, backing off).
+    renew_at: Option<Instant>,
+    /// Rejections since the API last accepted one of this key's tokens.
+    rejections: u32,
+    /// When this key's `invalid_grant` last dropped its grant's refresh token.
+    challenged_at: Option<Instant>,
+    /// The grant feeding this key, if any.
+    grant: Option<usize>,
+    deadlines: Deadlines,
+    change_queued: bool,
+}
+
+impl Entry {
+    /// Used since its token was fetched (the request that fetched it counts).
+    fn in_use(&self) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| self.last_used >= t.sent_at())
+    }
 }
 
 #[derive(Debug)]
@@ -294,48 +207,66 @@ struct CachedRefresh {
     token: RefreshToken,
     expires_at: Instant,
     refresh_at: Instant,
+    lifetime: Duration,
     generation: u64,
+    store_gen: Option<u64>,
 }
 
-#[derive(Debug, Default)]
-struct Chain {
+/// A refresh-token grant: bookingtime's client-credentials chain, or a user's grant.
+#[derive(Debug)]
+struct GrantState {
+    key: GrantKey,
     refresh: Option<CachedRefresh>,
+    /// Local generation counter of `refresh`, for token-aware rejection.
     generation: u64,
     fetch: Fetch,
+    /// Entries waiting for a refresh token.
+    waiting: Vec<usize>,
+    /// A key fetched with the current refresh token since it was cached.
+    used: bool,
+    /// Client credentials can renew it; a user's grant only the user can.
+    renewable: bool,
+    deadlines: Deadlines,
 }
 
-impl Chain {
+impl GrantState {
     fn usable(&self, now: Instant) -> Option<&CachedRefresh> {
         self.refresh.as_ref().filter(|r| now < r.expires_at)
     }
 }
 
 #[derive(Debug)]
-struct Client {
-    config: Arc<ClientConfig>,
-    chain: Option<Chain>,
-}
-
-#[derive(Debug)]
 struct Flight {
-    target: Target,
+    owner: Owner,
     sent_at: Instant,
-    /// Refresh-token generation an organization request was made with.
+    /// The refresh-token generation an access request was made with.
     via_generation: Option<u64>,
+    /// A secret the request carried besides the client's own (a refresh token), redacted from
+    /// any error about it.
+    sent_secret: Option<Arc<str>>,
 }
 
 /// The sans-IO token lifecycle manager. See the [module docs](self) for the method kinds, the
-/// time contract and the refresh rule, and the crate docs for the drive loop.
+/// time contract, the timers and the rules, and the crate docs for the drive loop.
 pub struct TokenManager {
     id: u32,
     config: ManagerConfig,
     clients: Vec<Client>,
-    entries: HashMap<TokenKey, Entry>,
-    in_flight: HashMap<RequestId, Flight>,
+    keys: HashMap<TokenKey, usize>,
+    entries: Slab<Entry>,
+    grant_keys: HashMap<GrantKey, usize>,
+    grants: Slab<GrantState>,
+    flights: HashMap<RequestId, Flight>,
+    acquires: HashMap<StoreOpId, Owner>,
+    timers: TimerTable,
+    breaker: Breaker,
     next_seq: u64,
+    next_store_seq: u64,
     last_now: Option<Instant>,
     rng: fastrand::Rng,
     sends: VecDeque<TokenRequest>,
+    store_ops: VecDeque<StoreRequest>,
+    changed: VecDeque<usize>,
     events: VecDeque<Event>,
 }
 
@@ -344,7 +275,8 @@ impl fmt::Debug for TokenManager {
         f.debug_struct("TokenManager")
             .field("clients", &self.clients.len())
             .field("entries", &self.entries.len())
-            .field("in_flight", &self.in_flight.len())
+            .field("grants", &self.grants.len())
+            .field("in_flight", &self.flights.len())
             .finish_non_exhaustive()
     }
 }
@@ -354,15 +286,24 @@ impl TokenManager {
     pub fn new(config: ManagerConfig) -> Self {
         let rng = fastrand::Rng::with_seed(config.seed);
         Self {
-            id: NEXT_MANAGER.fetch_add(1, Ordering::Relaxed),
+            id: next_manager_id(),
             config,
             clients: Vec::new(),
-            entries: HashMap::new(),
-            in_flight: HashMap::new(),
+            keys: HashMap::new(),
+            entries: Slab::new(),
+            grant_keys: HashMap::new(),
+            grants: Slab::new(),
+            flights: HashMap::new(),
+            acquires: HashMap::new(),
+            timers: TimerTable::default(),
+            breaker: Breaker::default(),
             next_seq: 0,
+            next_store_seq: 0,
             last_now: None,
             rng,
             sends: VecDeque::new(),
+            store_ops: VecDeque::new(),
+            changed: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
@@ -382,55 +323,64 @@ impl TokenManager {
     /// The cached token for `key` if it has not expired at `now`. Never mutates, never starts a
     /// fetch: use [`request`](Self::request) for that.
     pub fn token(&self, now: Instant, key: &TokenKey) -> Option<&Token> {
-        let now = self.last_now.map_or(now, |last| last.max(now));
-        self.entries
-            .get(key)?
+        let now = self.clamp(now);
+        self.entry(key)?
             .token
             .as_ref()
             .filter(|t| !t.is_expired(now))
     }
 
     /// The token for `key` and the instant until which a driver may serve it without asking the
-    /// manager again: `refresh_at` while the token is fresh; inside the refresh window, the end
-    /// of the refresh in flight (its request timeout) or of the backoff after a failed one;
-    /// never past `expires_at`. `None` when there is no valid token or the manager must be asked
-    /// now (a refresh is due). Serving from this is exactly what [`request`](Self::request)
-    /// would answer, without the call: it lets a driver publish a snapshot that cache hits read
-    /// without touching the manager, even while a refresh is in flight or failing.
+    /// manager again: the key's next deadline (its refresh point while it is fresh and in use; the
+    /// end of the refresh in flight or of the backoff after a failed one; never past its
+    /// expiry). `None` when there is no valid token. Serving from this is what
+    /// [`request`](Self::request) would answer, without the call: it lets a driver publish a
+    /// snapshot that cache hits read without touching the manager. A driver reports the first
+    /// hit on each published token with [`touch`](Self::touch), so the manager knows the key
+    /// is in use.
     pub fn servable(&self, now: Instant, key: &TokenKey) -> Option<(&Token, Instant)> {
-        let now = self.last_now.map_or(now, |last| last.max(now));
-        let entry = self.entries.get(key)?;
+        let now = self.clamp(now);
+        let entry = self.entry(key)?;
         let token = entry.token.as_ref().filter(|t| !t.is_expired(now))?;
-        let flight_end = |id: &RequestId| {
-            self.in_flight
-                .get(id)
-                .map(|f| later(f.sent_at, self.config.request_timeout))
-        };
-        let until = if token.is_fresh(now) {
-            Some(token.refresh_at())
-        } else if let Some(id) = &entry.fetch.flight {
-            flight_end(id)
-        } else if entry.awaiting_chain {
-            self.chain(key.client)
-                .and_then(|c| c.fetch.flight.as_ref())
-                .and_then(flight_end)
-        } else if entry.fetch.in_backoff(now) {
-            entry.fetch.retry_at
-        } else {
-            None
-        }?;
-        let until = until.min(token.expires_at());
+        let until = entry
+            .deadlines
+            .earliest(&SERVING_TIMERS)
+            .unwrap_or(token.expires_at())
+            .min(token.expires_at());
         (until > now).then_some((token, until))
     }
 
-    /// Number of requests sent and not yet answered.
+    /// Whether the API rejected one of `key`'s tokens since it last accepted one: a driver then
+    /// reports the next accepted call with [`confirm`](Self::confirm).
+    pub fn on_probation(&self, key: &TokenKey) -> bool {
+        self.entry(key).is_some_and(|e| e.rejections > 0)
+    }
+
+    /// When `key`'s token is due for refresh: its [`Token::refresh_at`], or earlier once a
+    /// renewal is scheduled after a rejection (see [`invalidate`](Self::invalidate)).
+    pub fn refresh_due_at(&self, key: &TokenKey) -> Option<Instant> {
+        let &i = self.keys.get(key)?;
+        self.refresh_point(Owner::Entry(i))
+    }
+
+    /// Number of token requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.flights.len()
+    }
+
+    /// Number of store loads in flight.
+    pub fn store_in_flight(&self) -> usize {
+        self.acquires.len()
     }
 
     /// Number of cache entries (for memory checks).
     pub fn entry_count(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The earliest deadline, if any (what the next [`Output::Timeout`] will say).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
     }
 
     // ---- commands ----
@@ -441,11 +391,9 @@ impl TokenManager {
         let index = match self.clients.iter().position(|c| *c.config == config) {
             Some(i) => i,
             None => {
-                let chain =
-                    matches!(config.flow, Flow::OrganizationExchange { .. }).then(Chain::default);
                 self.clients.push(Client {
+                    fingerprint: config.fingerprint(),
                     config: Arc::new(config),
-                    chain,
                 });
                 self.clients.len() - 1
             }
@@ -457,50 +405,91 @@ impl TokenManager {
     }
 
     /// Asks for a token for `key` at `now`: a token to use (starting a refresh if it is inside
-    /// its refresh window), or "pending" (a fetch is in flight, possibly just started: drain
-    /// [`poll_output`](Self::poll_output)), or the last error while in backoff with no valid
-    /// token. An expired token is never returned.
+    /// its refresh window and none is under way), or "pending" (a fetch is in progress, possibly
+    /// just started: drain [`poll_output`](Self::poll_output)), or the last error while in
+    /// backoff with no valid token. An expired token is never returned.
     pub fn request(&mut self, now: Instant, key: &TokenKey) -> Result<Lookup, ApiMisuse> {
         let now = self.observe(now);
         self.check_key(key)?;
-        let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
-            token: None,
-            fetch: Fetch::default(),
-            last_used: now,
-            awaiting_chain: false,
-            chain_restarts: 0,
-        });
-        entry.last_used = now;
-        if let Some(token) = &entry.token {
-            if !token.is_expired(now) {
-                let token = token.clone();
-                if !token.is_fresh(now) {
-                    self.start_access(now, key);
-                }
-                return Ok(Lookup::Ready(token));
-            }
-            entry.token = None;
-        }
-        self.start_access(now, key);
-        Ok(self.pending_or_failed(now, key))
+        let i = self.entry_index(now, key);
+        let lookup = self.use_entry(now, i);
+        self.rearm(now, Owner::Entry(i));
+        Ok(lookup)
     }
 
-    /// Reports that the API rejected `rejected` (e.g. a 401). The cached token for `key` is
-    /// dropped only if it is still that token, so many concurrent 401s for one token cause one
-    /// renewal. Returns whether it was dropped. The next [`request`](Self::request) fetches.
+    /// Reports that a driver served `key`'s token from its snapshot (a cache hit the manager
+    /// did not see): the key is in use, so its token is refreshed in the background at its
+    /// refresh point. Does what [`request`](Self::request) does, without the answer. Unknown or
+    /// forgotten keys are ignored.
+    pub fn touch(&mut self, now: Instant, key: &TokenKey) {
+        let now = self.observe(now);
+        if let Some(&i) = self.keys.get(key) {
+            let _ = self.use_entry(now, i);
+            self.rearm(now, Owner::Entry(i));
+        }
+    }
+
+    /// Reports that the API rejected `rejected` (e.g. a 401). Only the current token counts, so
+    /// a burst of 401s for one token is one rejection. The first rejection since the API last
+    /// accepted a token drops it (the next request fetches a new one) and returns `true`; later
+    /// ones keep serving it and schedule a renewal with backoff (see the [module
+    /// docs](self#rejected-tokens)) and return `false`.
     pub fn invalidate(&mut self, now: Instant, key: &TokenKey, rejected: &AccessToken) -> bool {
-        self.observe(now);
-        match self.entries.get_mut(key) {
-            Some(entry)
-                if entry
-                    .token
-                    .as_ref()
-                    .is_some_and(|t| t.access_token() == rejected) =>
-            {
-                entry.token = None;
-                true
-            }
-            _ => false,
+        let now = self.observe(now);
+        let Some(&i) = self.keys.get(key) else {
+            return false;
+        };
+        let entry = &self.entries[i];
+        if !entry
+            .token
+            .as_ref()
+            .is_some_and(|t| t.access_token() == rejected)
+        {
+            return false;
+        }
+        let (store_gen, rejections) = (entry.store_gen, entry.rejections);
+        if let Some(generation) = store_gen {
+            self.store_op(Owner::Entry(i), StoreOp::Invalidate { generation });
+        }
+        let dropped = if rejections == 0 {
+            let entry = &mut self.entries[i];
+            entry.token = None;
+            entry.store_gen = None;
+            true
+        } else {
+            let delay = schedule::exponential(
+                &mut self.rng,
+                self.config.rejected_backoff,
+                rejections,
+                self.config.max_backoff,
+            );
+            let renew = later(now, delay);
+            let entry = &mut self.entries[i];
+            entry.renew_at = Some(entry.renew_at.map_or(renew, |r| r.min(renew)));
+            false
+        };
+        let entry = &mut self.entries[i];
+        entry.rejections = rejections.saturating_add(1);
+        self.rearm(now, Owner::Entry(i));
+        dropped
+    }
+
+    /// Reports that the API accepted `accepted`: clears the key's rejection backoff.
+    pub fn confirm(&mut self, now: Instant, key: &TokenKey, accepted: &AccessToken) {
+        let now = self.observe(now);
+        let Some(&i) = self.keys.get(key) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        if entry
+            .token
+            .as_ref()
+            .is_some_and(|t| t.access_token() == accepted)
+            && entry.rejections > 0
+        {
+            entry.rejections = 0;
+            entry.renew_at = None;
+            self.rearm(now, Owner::Entry(i));
         }
     }
 
@@ -508,8 +497,8 @@ impl TokenManager {
 
     /// Hands back the response to request `id`. `wall` is the wall-clock time, used only for a
     /// JWT `exp` claim or an HTTP-date `Retry-After`. A response to a request that was
-    /// superseded (abandoned after [`ManagerConfig::request_timeout`]) or already answered is
-    /// ignored; an id this manager never issued is an [`ApiMisuse`].
+    /// abandoned (after [`ManagerConfig::request_timeout`]) or already answered is ignored; an
+    /// id this manager never issued is an [`ApiMisuse`].
     pub fn handle_response(
         &mut self,
         now: Instant,
@@ -521,21 +510,19 @@ impl TokenManager {
         let Some(flight) = self.take_flight(id)? else {
             return Ok(());
         };
-        let client = self
-            .client_index(flight.target.client())
-            .expect("invariant: flights name registered clients");
-        let config = Arc::clone(&self.clients[client].config);
-        let status = response.status();
-        let parsed = parse_token_response(&config, &response).map(|r| (status, r));
-        let accepted = match &flight.target {
-            Target::Access(key) => self.accept_access(now, wall, &config, key, &flight, parsed),
-            Target::RefreshToken(client) => {
-                self.accept_chain(now, wall, &config, *client, &flight, parsed)
-            }
+        let config = Arc::clone(&self.clients[self.client_of(flight.owner)].config);
+        let sent: Vec<&str> = flight.sent_secret.as_deref().into_iter().collect();
+        let parsed = parse_token_response_redacting(&config, &response, &sent)
+            .map(|r| (response.status(), r));
+        let owner = flight.owner;
+        let accepted = match owner {
+            Owner::Entry(i) => self.accept_access(now, wall, &config, i, &flight, parsed),
+            Owner::Grant(g) => self.accept_grant(now, wall, &config, g, &flight, parsed),
         };
         if let Err(error) = accepted {
             self.fail(now, Some(wall), flight, error);
         }
+        self.rearm(now, owner);
         Ok(())
     }
 
@@ -548,98 +535,145 @@ impl TokenManager {
     ) -> Result<(), ApiMisuse> {
         let now = self.observe(now);
         if let Some(flight) = self.take_flight(id)? {
+            let owner = flight.owner;
             self.fail(now, None, flight, Error::Transport(failure));
+            self.rearm(now, owner);
         }
         Ok(())
     }
 
-    /// Advances timers: abandons requests older than the request timeout, starts due refreshes
-    /// of tokens that were used since they were fetched, and forgets idle entries. Early or
-    /// repeated calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Hands back the store's reply to operation `id`. `wall` dates the loaded token for display
+    /// ([`Token::expires_at_wall`]). A reply to an operation that timed out is used only as a
+    /// sign of the store's health; an id this manager never issued is an [`ApiMisuse`].
+    pub fn handle_store(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        id: StoreOpId,
+        reply: StoreReply,
+    ) -> Result<(), ApiMisuse> {
         let now = self.observe(now);
-        let timeout = self.config.request_timeout;
-        let mut stale: Vec<RequestId> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| now >= later(f.sent_at, timeout))
-            .map(|(id, _)| *id)
-            .collect();
-        stale.sort();
-        for id in stale {
-            let flight = self
-                .in_flight
-                .remove(&id)
-                .expect("invariant: id was just read from the map");
-            let failure = TransportFailure::new(
-                TransportErrorKind::Timeout,
-                "no response within the manager's request timeout",
-            );
-            self.fail(now, None, flight, Error::Transport(failure));
+        if id.manager != self.id || id.seq >= self.next_store_seq {
+            return Err(ApiMisuse::UnknownStoreOp(id));
         }
-
-        let mut due: Vec<TokenKey> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                e.fetch.can_start(now)
-                    && e.token.as_ref().is_some_and(|t| {
-                        !t.is_expired(now) && !t.is_fresh(now) && e.last_used >= t.sent_at()
-                    })
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        due.sort_by(|a, b| (a.client, &a.organization).cmp(&(b.client, &b.organization)));
-        for key in due {
-            self.start_access(now, &key);
+        match &reply {
+            StoreReply::Failed(_) => self.store_failed(now),
+            _ => self.breaker.succeeded(),
         }
-
-        let idle = self.config.idle_timeout;
-        let chains_in_flight: Vec<ClientId> = self
-            .in_flight
-            .values()
-            .filter_map(|f| match f.target {
-                Target::RefreshToken(client) => Some(client),
-                Target::Access(_) => None,
-            })
-            .collect();
-        self.entries.retain(|key, e| {
-            if e.token.as_ref().is_some_and(|t| t.is_expired(now)) {
-                e.token = None;
-            }
-            e.token.is_some()
-                || e.fetch.flight.is_some()
-                || (e.awaiting_chain && chains_in_flight.contains(&key.client))
-                || e.fetch.in_backoff(now)
-                || now < later(e.last_used, idle)
-        });
-        for client in &mut self.clients {
-            if let Some(chain) = &mut client.chain {
-                if chain.refresh.as_ref().is_some_and(|r| now >= r.expires_at) {
-                    chain.refresh = None;
+        let Some(owner) = self.acquires.remove(&id) else {
+            return Ok(());
+        };
+        let issued_at = match self.fetch(owner).map(|f| &f.phase) {
+            Some(&Phase::Acquiring { op, issued_at }) if op == id => issued_at,
+            _ => return Ok(()),
+        };
+        self.fetch_mut(owner).phase = Phase::Idle;
+        match reply {
+            StoreReply::Value(value) => {
+                if !self.adopt(now, wall, owner, issued_at, value, true) {
+                    self.fetch_now(now, owner, None);
                 }
             }
+            StoreReply::Leased { generation, stale } => {
+                if let Some(stale) = stale {
+                    if !self.has_valid(now, owner) {
+                        self.adopt(now, wall, owner, issued_at, stale, false);
+                    }
+                }
+                self.fetch_now(now, owner, Some(generation));
+            }
+            StoreReply::Busy { value, lease_ttl } => {
+                if let Some(value) = value {
+                    if !self.has_valid(now, owner) {
+                        self.adopt(now, wall, owner, issued_at, value, false);
+                    }
+                }
+                self.follow(now, owner, lease_ttl);
+            }
+            StoreReply::Done | StoreReply::Failed(_) => self.fetch_now(now, owner, None),
+        }
+        self.rearm(now, owner);
+        Ok(())
+    }
+
+    /// Fires every deadline due at `now`: abandons requests and store loads past their timeout,
+    /// refreshes tokens in use at their refresh point, retries after backoff, looks at the store
+    /// again while another process fetches, drops expired tokens and forgets idle entries.
+    /// Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.observe(now);
+        while let Some((owner, timer)) = self.timers.pop_due(now) {
+            match owner {
+                Owner::Entry(i) if self.entries.contains(i) => {
+                    self.entries[i].deadlines.set(timer, None);
+                }
+                Owner::Grant(g) if self.grants.contains(g) => {
+                    self.grants[g].deadlines.set(timer, None);
+                }
+                _ => continue,
+            }
+            match timer {
+                Timer::Request => self.request_timed_out(now, owner),
+                Timer::Store => self.store_timed_out(now, owner),
+                Timer::Poll => self.poll_store(now, owner),
+                Timer::Retry => {
+                    self.fetch_mut(owner).retry_at = None;
+                    self.refresh_if_due(now, owner);
+                }
+                Timer::Refresh => self.refresh_if_due(now, owner),
+                Timer::Expire => self.expire(now, owner),
+                Timer::Idle => {
+                    if let Owner::Entry(i) = owner {
+                        if self.evict_if_idle(now, i) {
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.rearm(now, owner);
         }
     }
 
     // ---- output ----
 
-    /// The next thing to do: a request to send, an event for waiting callers, or the instant of
-    /// the next [`handle_timeout`](Self::handle_timeout) (always later than `now`).
+    /// The next thing to do: a request to send, a store operation to run, an event, or the
+    /// instant of the next [`handle_timeout`](Self::handle_timeout) (always later than `now`).
     pub fn poll_output(&mut self, now: Instant) -> Output {
         if let Some(send) = self.sends.pop_front() {
             return Output::Send(send);
         }
+        if let Some(op) = self.store_ops.pop_front() {
+            return Output::Store(op);
+        }
+        while let Some(i) = self.changed.pop_front() {
+            if let Some(entry) = self.entries.get_mut(i) {
+                if entry.change_queued {
+                    entry.change_queued = false;
+                    return Output::Event(Event::Changed {
+                        key: entry.key.clone(),
+                    });
+                }
+            }
+        }
         if let Some(event) = self.events.pop_front() {
             return Output::Event(event);
         }
-        Output::Timeout(self.next_timeout(now))
+        let now = self.clamp(now);
+        let floor = later(now, Duration::from_nanos(1));
+        Output::Timeout(match self.timers.next() {
+            Some(next) => next.max(floor),
+            None => later(now, self.config.idle_timeout.max(Duration::from_secs(1))),
+        })
     }
 
-    // ---- internals ----
+    // ---- internals: bookkeeping ----
+
+    fn clamp(&self, now: Instant) -> Instant {
+        self.last_now.map_or(now, |last| last.max(now))
+    }
 
     fn observe(&mut self, now: Instant) -> Instant {
-        let now = self.last_now.map_or(now, |last| last.max(now));
+        let now = self.clamp(now);
         self.last_now = Some(now);
         now
     }
@@ -647,6 +681,23 @@ impl TokenManager {
     fn client_index(&self, id: ClientId) -> Option<usize> {
         let index = usize::try_from(id.index).ok()?;
         (id.manager == self.id && index < self.clients.len()).then_some(index)
+    }
+
+    fn client_of(&self, owner: Owner) -> usize {
+        let client = match owner {
+            Owner::Entry(i) => self.entries[i].key.client,
+            Owner::Grant(g) => self.grants[g].key.client,
+        };
+        self.client_index(client)
+            .expect("invariant: entries and grants name registered clients")
+    }
+
+    fn config_of(&self, owner: Owner) -> &Arc<ClientConfig> {
+        &self.clients[self.client_of(owner)].config
+    }
+
+    fn entry(&self, key: &TokenKey) -> Option<&Entry> {
+        self.keys.get(key).map(|&i| &self.entries[i])
     }
 
     fn check_key(&self, key: &TokenKey) -> Result<(), ApiMisuse> {
@@ -660,76 +711,524 @@ impl TokenManager {
         }
     }
 
-    fn take_flight(&mut self, id: RequestId) -> Result<Option<Flight>, ApiMisuse> {
-        if id.manager != self.id || id.seq >= self.next_seq {
-            return Err(ApiMisuse::UnknownRequest(id));
+    /// The entry for `key`, created (and linked to its grant) if need be.
+    fn entry_index(&mut self, now: Instant, key: &TokenKey) -> usize {
+        if let Some(&i) = self.keys.get(key) {
+            return i;
         }
-        Ok(self.in_flight.remove(&id))
+        let fed_by_grant = key.organization.is_some() || key.subject != Subject::App;
+        let grant = fed_by_grant.then(|| self.grant_index(&key.grant()));
+        let i = self.entries.insert(Entry {
+            key: key.clone(),
+            token: None,
+            store_gen: None,
+            fetch: Fetch::default(),
+            last_used: now,
+            renew_at: None,
+            rejections: 0,
+            challenged_at: None,
+            grant,
+            deadlines: Deadlines::default(),
+            change_queued: false,
+        });
+        self.keys.insert(key.clone(), i);
+        i
     }
 
-    fn pending_or_failed(&self, now: Instant, key: &TokenKey) -> Lookup {
-        let entry = &self.entries[key];
-        if entry.fetch.flight.is_some() {
-            return Lookup::Pending;
+    fn grant_index(&mut self, key: &GrantKey) -> usize {
+        if let Some(&g) = self.grant_keys.get(key) {
+            return g;
         }
-        let chain = entry
-            .awaiting_chain
-            .then(|| self.chain(key.client))
-            .flatten();
-        let fetch = match chain {
-            Some(chain) if chain.fetch.flight.is_some() => return Lookup::Pending,
-            Some(chain) => &chain.fetch,
-            None => &entry.fetch,
-        };
-        match &fetch.last_error {
-            Some(error) => Lookup::Failed {
+        let g = self.grants.insert(GrantState {
+            key: key.clone(),
+            refresh: None,
+            generation: 0,
+            fetch: Fetch::default(),
+            waiting: Vec::new(),
+            used: false,
+            renewable: key.subject == Subject::App,
+            deadlines: Deadlines::default(),
+        });
+        self.grant_keys.insert(key.clone(), g);
+        g
+    }
+
+    fn fetch(&self, owner: Owner) -> Option<&Fetch> {
+        match owner {
+            Owner::Entry(i) => self.entries.get(i).map(|e| &e.fetch),
+            Owner::Grant(g) => self.grants.get(g).map(|g| &g.fetch),
+        }
+    }
+
+    fn fetch_mut(&mut self, owner: Owner) -> &mut Fetch {
+        match owner {
+            Owner::Entry(i) => &mut self.entries[i].fetch,
+            Owner::Grant(g) => &mut self.grants[g].fetch,
+        }
+    }
+
+    /// Whether `owner` holds a credential that is still valid at `now`.
+    fn has_valid(&self, now: Instant, owner: Owner) -> bool {
+        match owner {
+            Owner::Entry(i) => self.entries[i]
+                .token
+                .as_ref()
+                .is_some_and(|t| !t.is_expired(now)),
+            Owner::Grant(g) => self.grants[g].usable(now).is_some(),
+        }
+    }
+
+    fn window_for(&self, config: &ClientConfig) -> Duration {
+        config.refresh_window.unwrap_or(self.config.refresh_window)
+    }
+
+    /// A cache entry's token is fresh: before its refresh point and any renewal scheduled after
+    /// a rejection.
+    fn is_fresh(&self, now: Instant, i: usize) -> bool {
+        let entry = &self.entries[i];
+        entry.token.as_ref().is_some_and(|t| t.is_fresh(now))
+            && entry.renew_at.is_none_or(|r| now < r)
+    }
+
+    /// The instant `owner`'s credential is due for refresh, if it has one.
+    fn refresh_point(&self, owner: Owner) -> Option<Instant> {
+        match owner {
+            Owner::Entry(i) => {
+                let entry = &self.entries[i];
+                let at = entry.token.as_ref()?.refresh_at();
+                Some(entry.renew_at.map_or(at, |r| r.min(at)))
+            }
+            Owner::Grant(g) => self.grants[g].refresh.as_ref().map(|r| r.refresh_at),
+        }
+    }
+
+    /// A request (or a reported hit) for entry `i`: marks it used, starts a fetch if it needs
+    /// one, and answers.
+    fn use_entry(&mut self, now: Instant, i: usize) -> Lookup {
+        let entry = &mut self.entries[i];
+        entry.last_used = now;
+        match self.entries[i].token.clone() {
+            Some(token) if !token.is_expired(now) => {
+                if !self.is_fresh(now, i) {
+                    self.start(now, Owner::Entry(i));
+                }
+                Lookup::Ready(token)
+            }
+            _ => {
+                let entry = &mut self.entries[i];
+                entry.token = None;
+                entry.store_gen = None;
+                self.start(now, Owner::Entry(i));
+                self.pending_or_failed(now, i)
+            }
+        }
+    }
+
+    fn pending_or_failed(&self, now: Instant, i: usize) -> Lookup {
+        let fetch = &self.entries[i].fetch;
+        match (&fetch.phase, &fetch.last_error) {
+            (Phase::Idle, Some(error)) => Lookup::Failed {
                 error: error.clone(),
                 retry_at: fetch.retry_at.unwrap_or(now),
             },
-            // Unreachable by construction (a fetch that cannot start is in backoff, which always
-            // has an error); waiting is the safe answer, bounded by the request timeout.
-            None => Lookup::Pending,
+            // Idle without an error is unreachable by construction (a fetch that cannot start
+            // is in backoff, which always has an error); waiting is the safe answer.
+            _ => Lookup::Pending,
         }
     }
 
-    fn chain(&self, client: ClientId) -> Option<&Chain> {
-        let index = self.client_index(client)?;
-        self.clients[index].chain.as_ref()
+    // ---- internals: timers ----
+
+    /// Derives `owner`'s deadlines from its state (the one place that does) and updates the
+    /// timer table; queues a `Changed` event for an entry.
+    fn rearm(&mut self, now: Instant, owner: Owner) {
+        let Some(fetch) = self.fetch(owner) else {
+            return;
+        };
+        let mut want = Deadlines::default();
+        match fetch.phase {
+            Phase::Fetching { sent_at, .. } => want.set(
+                Timer::Request,
+                Some(later(sent_at, self.config.request_timeout)),
+            ),
+            Phase::Acquiring { issued_at, .. } => {
+                let timeout = self
+                    .config
+                    .store
+                    .as_ref()
+                    .map_or(Duration::ZERO, |s| s.op_timeout);
+                want.set(Timer::Store, Some(later(issued_at, timeout)));
+            }
+            Phase::Following { poll_at, .. } => want.set(Timer::Poll, Some(poll_at)),
+            Phase::Idle | Phase::AwaitingGrant { .. } => {}
+        }
+        let retry_at = fetch.retry_at.filter(|t| *t > now);
+        want.set(Timer::Retry, retry_at);
+        let idle_fetch = fetch.phase == Phase::Idle && retry_at.is_none();
+        let (expires, used, renewable) = match owner {
+            Owner::Entry(i) => {
+                let entry = &self.entries[i];
+                (
+                    entry.token.as_ref().map(Token::expires_at),
+                    entry.in_use(),
+                    true,
+                )
+            }
+            Owner::Grant(g) => {
+                let grant = &self.grants[g];
+                let expires = grant.refresh.as_ref().map(|r| r.expires_at);
+                (expires, grant.used, grant.renewable)
+            }
+        };
+        want.set(Timer::Expire, expires);
+        if expires.is_some_and(|t| t > now) && idle_fetch && used && renewable {
+            // A refresh already due (a token that arrived inside its window) is armed in the
+            // past: the next `handle_timeout` starts it, and `servable` says "ask" meanwhile.
+            let at = self.refresh_point(owner);
+            want.set(Timer::Refresh, at);
+        }
+        if let Owner::Entry(i) = owner {
+            let entry = &self.entries[i];
+            if expires.is_none() && entry.fetch.phase == Phase::Idle {
+                let idle = later(entry.last_used, self.config.idle_timeout);
+                let idle = retry_at.map_or(idle, |r| idle.max(r));
+                want.set(Timer::Idle, Some(idle));
+            }
+            let entry = &mut self.entries[i];
+            self.timers.update(owner, &mut entry.deadlines, want);
+            if !entry.change_queued {
+                entry.change_queued = true;
+                self.changed.push_back(i);
+            }
+        } else if let Owner::Grant(g) = owner {
+            self.timers
+                .update(owner, &mut self.grants[g].deadlines, want);
+        }
     }
 
-    fn chain_mut(&mut self, client: ClientId) -> Option<&mut Chain> {
-        let index = self.client_index(client)?;
-        self.clients[index].chain.as_mut()
+    fn request_timed_out(&mut self, now: Instant, owner: Owner) {
+        if let Phase::Fetching { request, .. } = self.fetch_mut(owner).phase {
+            if let Some(flight) = self.flights.remove(&request) {
+                let failure = TransportFailure::new(
+                    TransportErrorKind::Timeout,
+                    "no response within the manager's request timeout",
+                );
+                self.fail(now, None, flight, Error::Transport(failure));
+            }
+        }
+    }
+
+    fn store_timed_out(&mut self, now: Instant, owner: Owner) {
+        if let Phase::Acquiring { op, .. } = self.fetch_mut(owner).phase {
+            self.acquires.remove(&op);
+            self.store_failed(now);
+            self.fetch_mut(owner).phase = Phase::Idle;
+            self.fetch_now(now, owner, None);
+        }
+    }
+
+    fn poll_store(&mut self, now: Instant, owner: Owner) {
+        if let Phase::Following { give_up_at, .. } = self.fetch_mut(owner).phase {
+            self.fetch_mut(owner).phase = Phase::Idle;
+            if now >= give_up_at || !self.store_usable(now) {
+                self.fetch_now(now, owner, None);
+            } else {
+                self.acquire(now, owner);
+            }
+        }
+    }
+
+    /// At a refresh point or the end of a backoff: refreshes the credential if it is in use and
+    /// due.
+    fn refresh_if_due(&mut self, now: Instant, owner: Owner) {
+        let due = self.has_valid(now, owner)
+            && self.refresh_point(owner).is_some_and(|at| now >= at)
+            && match owner {
+                Owner::Entry(i) => self.entries[i].in_use(),
+                Owner::Grant(g) => self.grants[g].used && self.grants[g].renewable,
+            };
+        if due {
+            self.start(now, owner);
+        }
+    }
+
+    fn expire(&mut self, now: Instant, owner: Owner) {
+        match owner {
+            Owner::Entry(i) => {
+                let entry = &mut self.entries[i];
+                if entry.token.as_ref().is_some_and(|t| t.is_expired(now)) {
+                    entry.token = None;
+                    entry.store_gen = None;
+                }
+            }
+            Owner::Grant(g) => {
+                let grant = &mut self.grants[g];
+                if grant.refresh.as_ref().is_some_and(|r| now >= r.expires_at) {
+                    grant.refresh = None;
+                }
+            }
+        }
+    }
+
+    /// Forgets entry `i` if it holds nothing and nobody used it for the idle timeout.
+    fn evict_if_idle(&mut self, now: Instant, i: usize) -> bool {
+        let entry = &self.entries[i];
+        let idle = entry.token.is_none()
+            && entry.fetch.phase == Phase::Idle
+            && !entry.fetch.in_backoff(now)
+            && now >= later(entry.last_used, self.config.idle_timeout);
+        if !idle {
+            return false;
+        }
+        let mut entry = self.entries.remove(i);
+        self.timers.clear(Owner::Entry(i), &mut entry.deadlines);
+        self.keys.remove(&entry.key);
+        self.events.push_back(Event::Evicted { key: entry.key });
+        true
+    }
+
+    // ---- internals: fetching ----
+
+    /// Starts fetching `owner`'s credential if nothing is under way and it is not backing off:
+    /// from the store first when there is one (and it is not failing), otherwise directly.
+    fn start(&mut self, now: Instant, owner: Owner) {
+        if !self.fetch(owner).is_some_and(|f| f.can_start(now)) {
+            return;
+        }
+        if self.store_usable(now) {
+            self.acquire(now, owner);
+        } else {
+            self.fetch_now(now, owner, None);
+        }
+    }
+
+    fn store_usable(&self, now: Instant) -> bool {
+        self.config.store.is_some() && self.breaker.allows(now)
+    }
+
+    fn store_failed(&mut self, now: Instant) {
+        if let Some(settings) = &self.config.store {
+            self.breaker.failed(now, settings);
+        }
+    }
+
+    fn store_key(&self, owner: Owner) -> StoreKey {
+        let client = &self.clients[self.client_of(owner)];
+        let mut fingerprint = client.fingerprint.clone();
+        let (kind, subject, organization) = match owner {
+            Owner::Entry(i) => {
+                let key = &self.entries[i].key;
+                ("access", &key.subject, key.organization.as_deref())
+            }
+            Owner::Grant(g) => ("refresh", &self.grants[g].key.subject, None),
+        };
+        fingerprint.push_str(kind);
+        fingerprint.push('\n');
+        match subject {
+            Subject::App => fingerprint.push_str("app"),
+            Subject::User(user) => {
+                fingerprint.push_str("user:");
+                fingerprint.push_str(&user.replace('\\', "\\\\").replace('\n', "\\n"));
+            }
+        }
+        fingerprint.push('\n');
+        if let Some(org) = organization {
+            fingerprint.push_str(&org.replace('\\', "\\\\").replace('\n', "\\n"));
+        }
+        fingerprint.push('\n');
+        StoreKey::new(fingerprint, Arc::clone(&client.config))
+    }
+
+    /// Queues a store operation about `owner`'s credential.
+    fn store_op(&mut self, owner: Owner, op: StoreOp) -> StoreOpId {
+        let id = StoreOpId {
+            manager: self.id,
+            seq: self.next_store_seq,
+        };
+        self.next_store_seq += 1;
+        let key = self.store_key(owner);
+        self.store_ops.push_back(StoreRequest { id, key, op });
+        id
+    }
+
+    /// Asks the store for `owner`'s credential (or its lease).
+    fn acquire(&mut self, now: Instant, owner: Owner) {
+        let settings = self
+            .config
+            .store
+            .clone()
+            .expect("invariant: acquire only with a store");
+        let config = Arc::clone(self.config_of(owner));
+        let refresh_ahead = self.window_for(&config) + self.config.refresh_jitter;
+        let lease_ttl = settings
+            .lease_ttl
+            .unwrap_or(self.config.request_timeout + Duration::from_secs(5));
+        let op = self.store_op(
+            owner,
+            StoreOp::Acquire {
+                refresh_ahead,
+                lease_ttl,
+            },
+        );
+        self.acquires.insert(op, owner);
+        self.fetch_mut(owner).phase = Phase::Acquiring { op, issued_at: now };
+    }
+
+    /// Another process holds the lease: look again soon (jittered, doubling), and fetch
+    /// ourselves if the holder has not published by the time its lease must have ended.
+    fn follow(&mut self, now: Instant, owner: Owner, lease_ttl: Duration) {
+        let settings = self
+            .config
+            .store
+            .clone()
+            .expect("invariant: follow only with a store");
+        let (attempt, give_up_at) = match self.fetch_mut(owner).phase {
+            Phase::Following {
+                attempt,
+                give_up_at,
+                ..
+            } => (attempt + 1, give_up_at),
+            _ => (1, later(now, lease_ttl + settings.op_timeout)),
+        };
+        let delay = schedule::exponential(
+            &mut self.rng,
+            settings.poll_initial,
+            attempt,
+            settings.poll_max,
+        )
+        .max(Duration::from_millis(1));
+        self.fetch_mut(owner).phase = Phase::Following {
+            poll_at: later(now, delay).min(give_up_at),
+            attempt,
+            give_up_at,
+        };
+    }
+
+    /// Sends the token request for `owner` now (holding store lease `lease`, if any).
+    fn fetch_now(&mut self, now: Instant, owner: Owner, lease: Option<u64>) {
+        match owner {
+            Owner::Entry(i) => match self.entries[i].grant {
+                None => {
+                    let key = self.entries[i].key.clone();
+                    let id = self.issue(
+                        now,
+                        owner,
+                        Target::Access(key),
+                        Grant::ClientCredentials,
+                        None,
+                    );
+                    self.entries[i].fetch.phase = Phase::Fetching {
+                        request: id,
+                        sent_at: now,
+                        lease,
+                    };
+                }
+                Some(g) => self.fetch_with_grant(now, i, g, lease),
+            },
+            Owner::Grant(g) => {
+                if !self.grants[g].renewable {
+                    // Only the user can renew a user's grant.
+                    self.grants[g].fetch.phase = Phase::Idle;
+                    if let Some(generation) = lease {
+                        self.store_op(owner, StoreOp::Release { generation });
+                    }
+                    self.grant_failed(now, g, Error::AuthorizationRequired, None, false);
+                    return;
+                }
+                let key = self.grants[g].key.clone();
+                let id = self.issue(
+                    now,
+                    owner,
+                    Target::RefreshToken(key),
+                    Grant::ClientCredentials,
+                    None,
+                );
+                self.grants[g].fetch.phase = Phase::Fetching {
+                    request: id,
+                    sent_at: now,
+                    lease,
+                };
+            }
+        }
+    }
+
+    /// Entry `i` is fed by grant `g`: fetch with its refresh token, or wait for one.
+    fn fetch_with_grant(&mut self, now: Instant, i: usize, g: usize, lease: Option<u64>) {
+        let usable = self.grants[g]
+            .usable(now)
+            .map(|r| (r.token.clone(), r.generation, now >= r.refresh_at));
+        let Some((refresh_token, generation, renew_due)) = usable else {
+            self.entries[i].fetch.phase = Phase::AwaitingGrant { lease };
+            if !self.grants[g].waiting.contains(&i) {
+                self.grants[g].waiting.push(i);
+            }
+            self.start(now, Owner::Grant(g));
+            if !self.grants[g].fetch.busy() && self.entries[i].fetch.busy() {
+                // The grant cannot start (it is backing off): report its error at once.
+                let error = self.grants[g]
+                    .fetch
+                    .last_error
+                    .clone()
+                    .unwrap_or(Error::AuthorizationRequired);
+                let retry_at = self.grants[g].fetch.retry_at;
+                self.grants[g].waiting.retain(|&w| w != i);
+                self.entry_failed_with(now, i, error, retry_at);
+            }
+            self.rearm(now, Owner::Grant(g));
+            return;
+        };
+        self.grants[g].used = true;
+        if renew_due {
+            self.start(now, Owner::Grant(g));
+            self.rearm(now, Owner::Grant(g));
+        }
+        let key = self.entries[i].key.clone();
+        let organization = key.organization.clone();
+        let id = self.issue(
+            now,
+            Owner::Entry(i),
+            Target::Access(key),
+            Grant::RefreshToken {
+                refresh_token: &refresh_token,
+                organization: organization.as_deref(),
+            },
+            Some((generation, Arc::from(refresh_token.secret()))),
+        );
+        self.entries[i].fetch.phase = Phase::Fetching {
+            request: id,
+            sent_at: now,
+            lease,
+        };
     }
 
     /// Queues a request and records its flight.
     fn issue(
         &mut self,
         now: Instant,
+        owner: Owner,
         target: Target,
         grant: Grant<'_>,
-        via_generation: Option<u64>,
+        via: Option<(u64, Arc<str>)>,
     ) -> RequestId {
         let id = RequestId {
             manager: self.id,
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let index = self
-            .client_index(target.client())
-            .expect("invariant: targets name registered clients");
-        let config = &self.clients[index].config;
+        let config = self.config_of(owner);
         let (request, provider, max_body_bytes) = (
             config.token_request(grant),
             config.provider(),
             config.max_body_bytes(),
         );
-        self.in_flight.insert(
+        let (via_generation, sent_secret) = via.unzip();
+        self.flights.insert(
             id,
             Flight {
-                target: target.clone(),
+                owner,
                 sent_at: now,
                 via_generation,
+                sent_secret,
             },
         );
         self.sends.push_back(TokenRequest {
@@ -742,98 +1241,23 @@ impl TokenManager {
         id
     }
 
-    /// Starts a fetch for an access-token key if none is in flight and it is not in backoff.
-    fn start_access(&mut self, now: Instant, key: &TokenKey) {
-        let Some(entry) = self.entries.get(key) else {
-            return;
-        };
-        if !entry.fetch.can_start(now) {
-            return;
+    fn take_flight(&mut self, id: RequestId) -> Result<Option<Flight>, ApiMisuse> {
+        if id.manager != self.id || id.seq >= self.next_seq {
+            return Err(ApiMisuse::UnknownRequest(id));
         }
-        let Some(org) = key.organization.clone() else {
-            let id = self.issue(
-                now,
-                Target::Access(key.clone()),
-                Grant::ClientCredentials,
-                None,
-            );
-            self.entry_mut(key).fetch.flight = Some(id);
-            return;
+        let Some(flight) = self.flights.remove(&id) else {
+            return Ok(None);
         };
-        let usable = self
-            .chain(key.client)
-            .and_then(|c| c.usable(now))
-            .map(|r| (r.token.clone(), r.generation, now >= r.refresh_at));
-        match usable {
-            Some((refresh_token, generation, refresh_due)) => {
-                if refresh_due {
-                    self.start_chain(now, key.client);
-                }
-                let grant = Grant::RefreshToken {
-                    refresh_token: &refresh_token,
-                    organization: Some(&org),
-                };
-                let id = self.issue(now, Target::Access(key.clone()), grant, Some(generation));
-                let entry = self.entry_mut(key);
-                entry.fetch.flight = Some(id);
-                entry.awaiting_chain = false;
-            }
-            None => {
-                self.entry_mut(key).awaiting_chain = true;
-                self.start_chain(now, key.client);
-            }
-        }
+        // The owner's phase must still name this request (it always does: a flight is removed
+        // whenever its owner moves on).
+        let current = self.fetch(flight.owner).map(|f| &f.phase);
+        Ok(
+            matches!(current, Some(Phase::Fetching { request, .. }) if *request == id)
+                .then_some(flight),
+        )
     }
 
-    fn entry_mut(&mut self, key: &TokenKey) -> &mut Entry {
-        self.entries
-            .get_mut(key)
-            .expect("invariant: callers checked the entry exists")
-    }
-
-    /// Starts fetching a client's refresh token if none is in flight and it is not in backoff.
-    fn start_chain(&mut self, now: Instant, client: ClientId) {
-        let Some(chain) = self.chain(client) else {
-            return;
-        };
-        if !chain.fetch.can_start(now) {
-            return;
-        }
-        let id = self.issue(
-            now,
-            Target::RefreshToken(client),
-            Grant::ClientCredentials,
-            None,
-        );
-        if let Some(chain) = self.chain_mut(client) {
-            chain.fetch.flight = Some(id);
-        }
-    }
-
-    fn schedule(
-        &mut self,
-        sent_at: Instant,
-        lifetime: Duration,
-        window: Duration,
-    ) -> (Instant, Instant) {
-        let lifetime = lifetime.min(self.config.max_lifetime);
-        let half = lifetime / 2;
-        let window = window.min(half);
-        let room = (half - window).min(self.config.refresh_jitter);
-        let jitter = if room.is_zero() {
-            Duration::ZERO
-        } else {
-            let max = u64::try_from(room.as_nanos()).unwrap_or(u64::MAX);
-            Duration::from_nanos(self.rng.u64(0..=max))
-        };
-        let expires_at = later(sent_at, lifetime);
-        let refresh_at = later(sent_at, lifetime - window - jitter);
-        (expires_at, refresh_at)
-    }
-
-    fn window_for(&self, config: &ClientConfig) -> Duration {
-        config.refresh_window.unwrap_or(self.config.refresh_window)
-    }
+    // ---- internals: results ----
 
     /// Caches the access token a response carries, or says why it cannot.
     fn accept_access(
@@ -841,295 +1265,464 @@ impl TokenManager {
         now: Instant,
         wall: SystemTime,
         config: &ClientConfig,
-        key: &TokenKey,
+        i: usize,
         flight: &Flight,
         parsed: Result<(http::StatusCode, TokenResponse), Error>,
     ) -> Result<(), Error> {
-        let (token, response) = parsed.and_then(|(status, response)| {
-            let malformed = |reason| Error::Malformed { status, reason };
-            let access = response
-                .access_token()
-                .ok_or_else(|| malformed(Malformed::MissingField("access_token")))?
-                .clone();
-            let (lifetime, source) = response.lifetime(wall, config.default_lifetime());
-            let window = self.window_for(config);
-            let (expires_at, refresh_at) = self.schedule(flight.sent_at, lifetime, window);
-            if expires_at <= now {
-                return Err(malformed(Malformed::AlreadyExpired));
-            }
-            let authorization = bearer_header(&access).map_err(|_| {
-                malformed(Malformed::InvalidField {
-                    field: "access_token",
-                    reason: "has characters an HTTP header cannot carry",
-                })
-            })?;
-            let lifetime = lifetime.min(self.config.max_lifetime);
-            // The wall-clock time the request was sent, from the wall clock now.
-            let wall_sent = wall.checked_sub(now - flight.sent_at).unwrap_or(wall);
-            let token = Token::new(
-                access,
-                authorization,
-                response.scope().cloned(),
-                flight.sent_at,
-                expires_at,
-                refresh_at,
-                wall_sent.checked_add(lifetime).unwrap_or(wall_sent),
-                lifetime,
-                source,
-            );
-            Ok((token, response))
-        })?;
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.token = Some(token.clone());
-            entry.fetch.flight = None;
-            entry.fetch.succeeded();
-            entry.chain_restarts = 0;
-            entry.awaiting_chain = false;
+        let (status, response) = parsed?;
+        let lease = self.entries[i].fetch.lease();
+        let token = self.access_token(now, wall, config, flight.sent_at, status, &response)?;
+        self.cache_access(now, i, token, lease);
+        // A rotated refresh token (bookingtime may send one; users' grants often do) replaces
+        // the grant's at once.
+        if let (Some(g), Some(rotated)) = (self.entries[i].grant, response.refresh_token()) {
+            let lifetime = jwt_lifetime(rotated.secret(), wall)
+                .unwrap_or_else(|| self.refresh_default(config));
+            self.cache_refresh(g, rotated.clone(), flight.sent_at, lifetime, None);
+            let record = self.refresh_record(now, g);
+            self.publish(now, Owner::Grant(g), None, record);
+            self.rearm(now, Owner::Grant(g));
         }
-        // A rotated refresh token (bookingtime may send one) replaces the chain's. Its lifetime
-        // is its JWT `exp` if it has one, else the chain's 30-day default.
-        if let Some(rotated) = response.refresh_token() {
-            if self.chain(key.client).is_some() {
-                let lifetime =
-                    jwt_lifetime(rotated.secret(), wall).unwrap_or(BOOKINGTIME_REFRESH_DEFAULT);
-                self.store_refresh(
-                    config,
-                    key.client,
-                    flight.sent_at,
-                    rotated.clone(),
-                    lifetime,
-                );
-            }
-        }
-        self.events.push_back(Event::Token {
-            key: key.clone(),
-            token,
-        });
         Ok(())
     }
 
-    /// Caches a client's refresh token (a new generation).
-    fn store_refresh(
-        &mut self,
-        config: &ClientConfig,
-        client: ClientId,
-        sent_at: Instant,
-        token: RefreshToken,
-        lifetime: Duration,
-    ) {
-        let window = self.window_for(config);
-        let (expires_at, refresh_at) = self.schedule(sent_at, lifetime, window);
-        if let Some(chain) = self.chain_mut(client) {
-            chain.generation += 1;
-            chain.refresh = Some(CachedRefresh {
-                token,
-                expires_at,
-                refresh_at,
-                generation: chain.generation,
-            });
-        }
-    }
-
-    /// Caches the refresh token a response carries and starts the organizations waiting for
-    /// it, or says why it cannot.
-    fn accept_chain(
+    /// The token a response carries, scheduled from `sent_at`.
+    fn access_token(
         &mut self,
         now: Instant,
         wall: SystemTime,
         config: &ClientConfig,
-        client: ClientId,
+        sent_at: Instant,
+        status: http::StatusCode,
+        response: &TokenResponse,
+    ) -> Result<Token, Error> {
+        let malformed = |reason| Error::Malformed { status, reason };
+        let access = response
+            .access_token()
+            .ok_or_else(|| malformed(Malformed::MissingField("access_token")))?
+            .clone();
+        let (lifetime, source) = response.lifetime(wall, config.default_lifetime());
+        let window = self.window_for(config);
+        let (expires_at, refresh_at) =
+            schedule::plan(&self.config, &mut self.rng, sent_at, lifetime, window);
+        if expires_at <= now {
+            return Err(malformed(Malformed::AlreadyExpired));
+        }
+        let authorization = bearer_header(&access).map_err(|_| {
+            malformed(Malformed::InvalidField {
+                field: "access_token",
+                reason: "has characters an HTTP header cannot carry",
+            })
+        })?;
+        let lifetime = lifetime.min(self.config.max_lifetime);
+        let wall_sent = wall.checked_sub(now - sent_at).unwrap_or(wall);
+        Ok(Token::new(
+            access,
+            authorization,
+            response.scope().cloned(),
+            sent_at,
+            expires_at,
+            refresh_at,
+            wall_sent.checked_add(lifetime).unwrap_or(wall_sent),
+            lifetime,
+            source,
+        ))
+    }
+
+    /// Caches `token` for entry `i` (under store lease `lease`, published to the store).
+    fn cache_access(&mut self, now: Instant, i: usize, token: Token, lease: Option<u64>) {
+        let entry = &mut self.entries[i];
+        entry.token = Some(token.clone());
+        entry.store_gen = lease;
+        entry.fetch.succeeded();
+        entry.renew_at = None;
+        entry.challenged_at = None;
+        let key = entry.key.clone();
+        if lease.is_some() {
+            let record = StoreRecord::encode(&Record::new(
+                token.access_token().secret(),
+                token.lifetime(),
+                token.scopes(),
+            ));
+            let remaining = token.expires_at().saturating_duration_since(now);
+            self.publish_record(
+                now,
+                Owner::Entry(i),
+                lease,
+                record,
+                remaining,
+                token.lifetime(),
+            );
+        }
+        self.events.push_back(Event::Token { key, token });
+    }
+
+    /// Caches the refresh token a grant's response carries and resumes the keys waiting for
+    /// it, or says why it cannot.
+    fn accept_grant(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        config: &ClientConfig,
+        g: usize,
         flight: &Flight,
         parsed: Result<(http::StatusCode, TokenResponse), Error>,
     ) -> Result<(), Error> {
-        let (token, lifetime) = parsed.and_then(|(status, response)| {
-            let malformed = |reason| Error::Malformed { status, reason };
-            let token = response
-                .refresh_token()
-                .ok_or_else(|| malformed(Malformed::MissingField("refresh_token")))?
-                .clone();
-            let (lifetime, _) = response.lifetime(wall, BOOKINGTIME_REFRESH_DEFAULT);
-            if later(flight.sent_at, lifetime.min(self.config.max_lifetime)) <= now {
-                return Err(malformed(Malformed::AlreadyExpired));
-            }
-            Ok((token, lifetime))
-        })?;
-        self.store_refresh(config, client, flight.sent_at, token, lifetime);
-        if let Some(chain) = self.chain_mut(client) {
-            chain.fetch.flight = None;
-            chain.fetch.succeeded();
+        let (status, response) = parsed?;
+        let malformed = |reason| Error::Malformed { status, reason };
+        let token = response
+            .refresh_token()
+            .ok_or_else(|| malformed(Malformed::MissingField("refresh_token")))?
+            .clone();
+        // `expires_in` is the refresh token's own lifetime only when no access token came
+        // with it (bookingtime's first leg).
+        let lifetime = if response.access_token().is_none() {
+            response.lifetime(wall, self.refresh_default(config)).0
+        } else {
+            jwt_lifetime(token.secret(), wall).unwrap_or_else(|| self.refresh_default(config))
+        };
+        if later(flight.sent_at, lifetime.min(self.config.max_lifetime)) <= now {
+            return Err(malformed(Malformed::AlreadyExpired));
         }
-        let mut waiting: Vec<TokenKey> = self
-            .entries
-            .iter()
-            .filter(|(k, e)| k.client == client && e.awaiting_chain)
-            .map(|(k, _)| k.clone())
-            .collect();
-        waiting.sort_by(|a, b| a.organization.cmp(&b.organization));
-        for key in waiting {
-            self.start_access(now, &key);
+        let lease = self.grants[g].fetch.lease();
+        self.cache_refresh(g, token, flight.sent_at, lifetime, lease);
+        self.grants[g].fetch.succeeded();
+        if lease.is_some() {
+            let record = self.refresh_record(now, g);
+            self.publish(now, Owner::Grant(g), lease, record);
         }
+        self.resume_waiting(now, g);
         Ok(())
     }
 
-    /// Backoff for the `failures`-th consecutive failure with `error`: exponential from the
-    /// error class's initial delay, capped, with equal jitter; at least the server's
-    /// `Retry-After` (itself capped).
-    fn backoff(&mut self, error: &Error, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let base = if error.is_retryable() {
-            self.config.initial_backoff
-        } else {
-            self.config.rejected_backoff
-        };
-        let exp = base
-            .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
-            .min(self.config.max_backoff);
-        let half = exp / 2;
-        let max = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jittered = half + Duration::from_nanos(self.rng.u64(0..=max));
-        let server = retry_after
-            .unwrap_or(Duration::ZERO)
-            .min(self.config.max_retry_after);
-        jittered.max(server)
+    /// The default lifetime of a refresh token whose response does not say.
+    fn refresh_default(&self, config: &ClientConfig) -> Duration {
+        match config.flow {
+            Flow::OrganizationExchange { .. } => BOOKINGTIME_REFRESH_DEFAULT,
+            Flow::ClientCredentials => self.config.max_lifetime,
+        }
     }
 
-    /// Records a failed fetch and tells waiting callers; restarts bookingtime's chain once per
-    /// rejected refresh token. `wall` dates an HTTP-date `Retry-After`.
+    /// Caches a grant's refresh token as a new generation.
+    fn cache_refresh(
+        &mut self,
+        g: usize,
+        token: RefreshToken,
+        sent_at: Instant,
+        lifetime: Duration,
+        store_gen: Option<u64>,
+    ) {
+        let config = Arc::clone(self.config_of(Owner::Grant(g)));
+        let window = self.window_for(&config);
+        let (expires_at, refresh_at) =
+            schedule::plan(&self.config, &mut self.rng, sent_at, lifetime, window);
+        let grant = &mut self.grants[g];
+        grant.generation += 1;
+        grant.used = false;
+        grant.refresh = Some(CachedRefresh {
+            token,
+            expires_at,
+            refresh_at,
+            lifetime: lifetime.min(self.config.max_lifetime),
+            generation: grant.generation,
+            store_gen,
+        });
+    }
+
+    fn refresh_record(&self, now: Instant, g: usize) -> Option<(StoreRecord, Duration, Duration)> {
+        let refresh = self.grants[g].refresh.as_ref()?;
+        let record =
+            StoreRecord::encode(&Record::new(refresh.token.secret(), refresh.lifetime, None));
+        let remaining = refresh.expires_at.saturating_duration_since(now);
+        Some((record, remaining, refresh.lifetime))
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        owner: Owner,
+        generation: Option<u64>,
+        record: Option<(StoreRecord, Duration, Duration)>,
+    ) {
+        if let Some((record, remaining, lifetime)) = record {
+            self.publish_record(now, owner, generation, record, remaining, lifetime);
+        }
+    }
+
+    fn publish_record(
+        &mut self,
+        now: Instant,
+        owner: Owner,
+        generation: Option<u64>,
+        record: StoreRecord,
+        remaining: Duration,
+        lifetime: Duration,
+    ) {
+        if !self.store_usable(now) {
+            return;
+        }
+        let ttl = schedule::store_ttl(remaining, lifetime);
+        if ttl.is_zero() {
+            if let Some(generation) = generation {
+                self.store_op(owner, StoreOp::Release { generation });
+            }
+            return;
+        }
+        self.store_op(
+            owner,
+            StoreOp::Publish {
+                generation,
+                record,
+                ttl,
+            },
+        );
+    }
+
+    /// Resumes the entries waiting for grant `g`'s refresh token.
+    fn resume_waiting(&mut self, now: Instant, g: usize) {
+        for i in std::mem::take(&mut self.grants[g].waiting) {
+            if let Some(&Phase::AwaitingGrant { lease }) =
+                self.entries.get(i).map(|e| &e.fetch.phase)
+            {
+                self.entries[i].fetch.phase = Phase::Idle;
+                self.fetch_now(now, Owner::Entry(i), lease);
+                self.rearm(now, Owner::Entry(i));
+            }
+        }
+    }
+
+    /// Adopts a value loaded from the store as `owner`'s credential; `settle` ends the fetch
+    /// (a value to use), otherwise the fetch goes on (a stale value served meanwhile). False
+    /// when the record is not one this version reads.
+    fn adopt(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        owner: Owner,
+        issued_at: Instant,
+        value: StoredValue,
+        settle: bool,
+    ) -> bool {
+        let Some(record) = value.record.decode() else {
+            return false;
+        };
+        let expires_at = later(issued_at, value.ttl);
+        if expires_at <= now {
+            return false;
+        }
+        let lifetime = record.lifetime().max(value.ttl);
+        // The instant the token would have been fetched to expire when the store says.
+        let sent_at = earlier(expires_at, lifetime);
+        let config = Arc::clone(self.config_of(owner));
+        let window = self.window_for(&config);
+        let (_, refresh_at) =
+            schedule::plan(&self.config, &mut self.rng, sent_at, lifetime, window);
+        // A value the store calls fresh is used for a moment at least, never refreshed at once.
+        let refresh_at = refresh_at
+            .max(later(now, Duration::from_millis(1)))
+            .min(expires_at);
+        match owner {
+            Owner::Entry(i) => {
+                let access = AccessToken::new(record.token.as_str());
+                let Ok(authorization) = bearer_header(&access) else {
+                    return false;
+                };
+                let scopes = record.scope.as_deref().map(crate::Scopes::parse);
+                let remaining = expires_at.saturating_duration_since(now);
+                let token = Token::new(
+                    access,
+                    authorization,
+                    scopes,
+                    sent_at,
+                    expires_at,
+                    refresh_at,
+                    wall.checked_add(remaining).unwrap_or(wall),
+                    lifetime,
+                    crate::LifetimeSource::Store,
+                );
+                let entry = &mut self.entries[i];
+                entry.token = Some(token.clone());
+                entry.store_gen = Some(value.generation);
+                entry.renew_at = None;
+                if settle {
+                    entry.fetch.succeeded();
+                }
+                let key = entry.key.clone();
+                self.events.push_back(Event::Token { key, token });
+            }
+            Owner::Grant(g) => {
+                let grant = &mut self.grants[g];
+                grant.generation += 1;
+                grant.used = false;
+                grant.refresh = Some(CachedRefresh {
+                    token: RefreshToken::new(record.token.as_str()),
+                    expires_at,
+                    refresh_at,
+                    lifetime,
+                    generation: grant.generation,
+                    store_gen: Some(value.generation),
+                });
+                if settle {
+                    grant.fetch.succeeded();
+                    self.resume_waiting(now, g);
+                }
+            }
+        }
+        true
+    }
+
+    /// Records a failed fetch; handles `invalid_grant` for keys fed by a grant. `wall` dates an
+    /// HTTP-date `Retry-After`.
     fn fail(&mut self, now: Instant, wall: Option<SystemTime>, flight: Flight, error: Error) {
         let retry_after = error.retry_after().map(|r| match (r, wall) {
             (_, Some(wall)) => r.delay_from(wall),
             (RetryAfter::Delay(d), None) => d,
             (RetryAfter::At(_), None) => Duration::ZERO,
         });
-        match flight.target {
-            Target::Access(key) => {
-                let Some(entry) = self.entries.get_mut(&key) else {
-                    return;
-                };
-                entry.fetch.flight = None;
-                if let (true, Some(generation)) = (error.is_grant_rejected(), flight.via_generation)
-                {
-                    let first_restart = entry.chain_restarts == 0;
-                    entry.chain_restarts += 1;
-                    if let Some(chain) = self.chain_mut(key.client) {
-                        // Token-aware: drop the refresh token only if it is the rejected one.
-                        if chain
-                            .refresh
-                            .as_ref()
-                            .is_some_and(|r| r.generation == generation)
-                        {
-                            chain.refresh = None;
-                        }
-                    }
-                    if first_restart {
-                        self.start_access(now, &key);
-                        let chain_busy = self
-                            .chain(key.client)
-                            .is_some_and(|c| c.fetch.flight.is_some());
-                        let entry = self.entry_mut(&key);
-                        if entry.fetch.flight.is_some() || (entry.awaiting_chain && chain_busy) {
-                            return;
-                        }
-                        // The chain is in backoff: report this failure instead of waiting.
-                        entry.awaiting_chain = false;
+        match flight.owner {
+            Owner::Entry(i) => {
+                let lease = self.entries[i].fetch.lease();
+                self.entries[i].fetch.phase = Phase::Idle;
+                if let (true, Some(generation), Some(g)) = (
+                    error.is_grant_rejected(),
+                    flight.via_generation,
+                    self.entries[i].grant,
+                ) {
+                    if self.grant_rejected(now, i, g, generation, lease) {
+                        return;
                     }
                 }
-                let entry = self.entry_mut(&key);
-                entry.fetch.failures = entry.fetch.failures.saturating_add(1);
-                let failures = entry.fetch.failures;
-                let delay = self.backoff(&error, failures, retry_after);
-                let retry_at = later(now, delay);
-                let entry = self.entry_mut(&key);
-                entry.fetch.retry_at = Some(retry_at);
-                entry.fetch.last_error = Some(error.clone());
-                self.events.push_back(Event::Failed {
-                    key,
-                    error,
-                    retry_at,
-                });
+                if let Some(generation) = lease {
+                    self.store_op(flight.owner, StoreOp::Release { generation });
+                }
+                let failures = self.entries[i].fetch.failures.saturating_add(1);
+                self.entries[i].fetch.failures = failures;
+                let delay = schedule::backoff(
+                    &self.config,
+                    &mut self.rng,
+                    error.is_retryable(),
+                    failures,
+                    retry_after,
+                );
+                self.entry_failed_with(now, i, error, Some(later(now, delay)));
             }
-            Target::RefreshToken(client) => {
-                let failures = match self.chain_mut(client) {
-                    Some(chain) => {
-                        chain.fetch.flight = None;
-                        chain.fetch.failures = chain.fetch.failures.saturating_add(1);
-                        chain.fetch.failures
-                    }
-                    None => return,
-                };
-                let delay = self.backoff(&error, failures, retry_after);
-                let retry_at = later(now, delay);
-                if let Some(chain) = self.chain_mut(client) {
-                    chain.fetch.retry_at = Some(retry_at);
-                    chain.fetch.last_error = Some(error.clone());
-                }
-                let mut waiting: Vec<TokenKey> = Vec::new();
-                for (key, entry) in &mut self.entries {
-                    if key.client == client && entry.awaiting_chain {
-                        entry.awaiting_chain = false;
-                        entry.fetch.retry_at = Some(retry_at);
-                        entry.fetch.last_error = Some(error.clone());
-                        waiting.push(key.clone());
-                    }
-                }
-                waiting.sort_by(|a, b| a.organization.cmp(&b.organization));
-                for key in waiting {
-                    self.events.push_back(Event::Failed {
-                        key,
-                        error: error.clone(),
-                        retry_at,
-                    });
-                }
+            Owner::Grant(g) => {
+                self.grant_failed(now, g, error, retry_after, true);
             }
         }
     }
 
-    fn next_timeout(&self, now: Instant) -> Instant {
-        let now = self.last_now.map_or(now, |last| last.max(now));
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| {
-            if t > now && next.is_none_or(|n| t < n) {
-                next = Some(t);
+    /// Entry `i`'s request with grant `g`'s refresh token of `generation` got `invalid_grant`.
+    /// Returns true when it was handled by renewing the refresh token (or retrying with a newer
+    /// one); false when it is the entry's own failure.
+    fn grant_rejected(
+        &mut self,
+        now: Instant,
+        i: usize,
+        g: usize,
+        generation: u64,
+        lease: Option<u64>,
+    ) -> bool {
+        let current = self.grants[g].refresh.as_ref().map(|r| r.generation);
+        match current {
+            // The grant renewed since: try once with the new refresh token.
+            Some(current) if current > generation => {
+                if self.entries[i].fetch.failures > 0 {
+                    return false;
+                }
+                self.fetch_with_grant(now, i, g, lease);
+                true
             }
+            // The refresh token it was sent with is still the grant's: drop it (once per
+            // generation), unless this entry challenged it recently.
+            _ => {
+                let challenged_recently = self.entries[i]
+                    .challenged_at
+                    .is_some_and(|t| now < later(t, GRANT_CHALLENGE_INTERVAL));
+                if challenged_recently {
+                    return false;
+                }
+                self.entries[i].challenged_at = Some(now);
+                if current == Some(generation) {
+                    if let Some(store_gen) = self.grants[g].refresh.take().and_then(|r| r.store_gen)
+                    {
+                        self.store_op(
+                            Owner::Grant(g),
+                            StoreOp::Invalidate {
+                                generation: store_gen,
+                            },
+                        );
+                    }
+                }
+                self.fetch_with_grant(now, i, g, lease);
+                true
+            }
+        }
+    }
+
+    /// Entry `i` failed with `error`; no attempt before `retry_at`.
+    fn entry_failed_with(
+        &mut self,
+        now: Instant,
+        i: usize,
+        error: Error,
+        retry_at: Option<Instant>,
+    ) {
+        let entry = &mut self.entries[i];
+        entry.fetch.phase = Phase::Idle;
+        entry.fetch.retry_at = retry_at;
+        entry.fetch.last_error = Some(error.clone());
+        let key = entry.key.clone();
+        self.events.push_back(Event::Failed {
+            key,
+            error,
+            retry_at: retry_at.unwrap_or(now),
+        });
+        self.rearm(now, Owner::Entry(i));
+    }
+
+    /// Grant `g`'s fetch failed: back off (when `backoff`) and fail every key waiting for it.
+    /// Its refresh token, if it still has a valid one, is kept.
+    fn grant_failed(
+        &mut self,
+        now: Instant,
+        g: usize,
+        error: Error,
+        retry_after: Option<Duration>,
+        backoff: bool,
+    ) {
+        if let Some(generation) = self.grants[g].fetch.lease() {
+            self.store_op(Owner::Grant(g), StoreOp::Release { generation });
+        }
+        let grant = &mut self.grants[g];
+        grant.fetch.phase = Phase::Idle;
+        let retry_at = if backoff {
+            grant.fetch.failures = grant.fetch.failures.saturating_add(1);
+            let failures = grant.fetch.failures;
+            let delay = schedule::backoff(
+                &self.config,
+                &mut self.rng,
+                error.is_retryable(),
+                failures,
+                retry_after,
+            );
+            Some(later(now, delay))
+        } else {
+            None
         };
-        for flight in self.in_flight.values() {
-            consider(later(flight.sent_at, self.config.request_timeout));
-        }
-        for entry in self.entries.values() {
-            if let Some(t) = &entry.token {
-                consider(t.expires_at());
-                if entry.fetch.flight.is_none() && entry.last_used >= t.sent_at() {
-                    consider(t.refresh_at());
+        let grant = &mut self.grants[g];
+        grant.fetch.retry_at = retry_at;
+        grant.fetch.last_error = Some(error.clone());
+        for i in std::mem::take(&mut grant.waiting) {
+            if let Some(&Phase::AwaitingGrant { lease }) =
+                self.entries.get(i).map(|e| &e.fetch.phase)
+            {
+                if let Some(generation) = lease {
+                    self.store_op(Owner::Entry(i), StoreOp::Release { generation });
                 }
-            }
-            if let Some(retry_at) = entry.fetch.retry_at {
-                consider(retry_at);
-            }
-            if entry.fetch.flight.is_none() {
-                consider(later(entry.last_used, self.config.idle_timeout));
+                self.entry_failed_with(now, i, error.clone(), retry_at);
             }
         }
-        for client in &self.clients {
-            if let Some(refresh) = client.chain.as_ref().and_then(|c| c.refresh.as_ref()) {
-                consider(refresh.expires_at);
-            }
-        }
-        next.unwrap_or_else(|| later(now, self.config.idle_timeout.max(Duration::from_secs(1))))
-    }
-}
-
-/// bookingtime's documented refresh-token lifetime (30 days), used when a response omits it.
-const BOOKINGTIME_REFRESH_DEFAULT: Duration = Duration::from_secs(2_592_000);
-
-/// `t + d`, saturating instead of panicking when the platform's `Instant` cannot represent it.
-fn later(t: Instant, d: Duration) -> Instant {
-    let mut d = d;
-    loop {
-        if let Some(x) = t.checked_add(d) {
-            return x;
-        }
-        d /= 2;
-        if d.is_zero() {
-            return t;
-        }
+        self.rearm(now, Owner::Grant(g));
     }
 }

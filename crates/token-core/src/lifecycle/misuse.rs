@@ -1,6 +1,6 @@
 //! Misuse of the lifecycle API: the caller broke the contract. Never a panic.
 
-use crate::lifecycle::manager::RequestId;
+use crate::lifecycle::ids::{RequestId, StoreOpId};
 
 /// The caller broke the API contract. Never a panic.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -10,6 +10,9 @@ pub enum ApiMisuse {
     /// already answered).
     #[error("request id {0:?} was never issued or is already answered")]
     UnknownRequest(RequestId),
+    /// A store reply was reported for an operation id that was never issued.
+    #[error("store operation id {0:?} was never issued")]
+    UnknownStoreOp(StoreOpId),
     /// A [`TokenKey`](crate::TokenKey) names a client this manager never registered.
     #[error("token key names a client this manager never registered")]
     UnknownClient,

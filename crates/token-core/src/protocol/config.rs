@@ -437,6 +437,53 @@ impl ClientConfig {
         }
     }
 
+    /// A stable, canonical description of everything that makes this client's tokens what they
+    /// are, without its secret: the format version, provider, token URL, client id, audience,
+    /// scopes, flow, and the extra parameters and headers (by name and value). Equal
+    /// configurations (whatever their secrets) have equal fingerprints in every process and
+    /// every version that keeps the format; shared stores key their entries by it (hashed).
+    /// It is not printed by any `Debug`: extra parameters may be sensitive.
+    pub fn fingerprint(&self) -> String {
+        fn push(out: &mut String, field: &str) {
+            // One field per line; escape the separator so no two inputs collide.
+            for c in field.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\n');
+        }
+        let mut out = String::from("booking-tokens/fingerprint/1\n");
+        push(&mut out, self.provider.name());
+        push(&mut out, &self.token_url.to_string());
+        push(&mut out, self.client_id());
+        push(&mut out, self.audience.as_deref().unwrap_or(""));
+        push(&mut out, &self.scopes.to_string());
+        match &self.flow {
+            Flow::ClientCredentials => push(&mut out, "client_credentials"),
+            Flow::OrganizationExchange { parameter } => {
+                push(&mut out, &format!("organization_exchange:{parameter}"));
+            }
+        }
+        let mut params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        params.sort();
+        push(&mut out, &params.join("&"));
+        let mut headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        headers.sort();
+        push(&mut out, &headers.join("&"));
+        out
+    }
+
     /// Strings that must never appear in errors or logs derived from this client's traffic.
     pub(crate) fn redactions(&self) -> Vec<&str> {
         self.credentials
@@ -826,6 +873,36 @@ mod tests {
             .build()
             .unwrap();
         assert!(lax.check_api_url("http://api.example/v1").is_ok());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_secret_free_and_tell_configs_apart() {
+        let build = |secret: &str, scope: &str| {
+            ClientConfig::builder(
+                "https://a.example/token",
+                Credentials::new("id", ClientSecret::new(secret)),
+            )
+            .audience("api")
+            .scopes([scope])
+            .build()
+            .unwrap()
+        };
+        let a = build("secret-one", "read");
+        assert_eq!(a.fingerprint(), build("secret-two", "read").fingerprint());
+        assert_ne!(a.fingerprint(), build("secret-one", "write").fingerprint());
+        assert!(!a.fingerprint().contains("secret-one"));
+        assert_eq!(
+            a.fingerprint(),
+            "booking-tokens/fingerprint/1\ngeneric\nhttps://a.example/token\nid\napi\nread\nclient_credentials\n\n\n"
+        );
+        // A newline inside a field cannot forge another field.
+        let odd = ClientConfig::builder(
+            "https://a.example/token",
+            Credentials::new("id\napi", ClientSecret::new("s")),
+        )
+        .build()
+        .unwrap();
+        assert!(odd.fingerprint().contains("id\\napi\n"));
     }
 
     /// Issue "Lifecycle v2", finding 8: API URLs in errors kept user info and query.

@@ -301,6 +301,10 @@ pub enum Error {
     /// The configuration cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A user's grant is missing, expired or was rejected: only the user can renew it, by
+    /// authorizing the application again (nothing is sent until then).
+    #[error("authorization required: the user's grant is missing, expired or revoked")]
+    AuthorizationRequired,
 }
 
 impl Error {
@@ -320,7 +324,7 @@ impl Error {
             Self::Malformed { status, reason } => {
                 matches!(reason, Malformed::AlreadyExpired) || status_is_retryable(*status)
             }
-            Self::BodyTooLarge { .. } | Self::Config(_) => false,
+            Self::BodyTooLarge { .. } | Self::Config(_) | Self::AuthorizationRequired => false,
         }
     }
 
@@ -368,7 +372,7 @@ impl Error {
             Self::OAuth(e) => Some(e.status),
             Self::Http(e) => Some(e.status),
             Self::Malformed { status, .. } | Self::BodyTooLarge { status, .. } => Some(*status),
-            Self::Transport(_) | Self::Config(_) => None,
+            Self::Transport(_) | Self::Config(_) | Self::AuthorizationRequired => None,
         }
     }
 

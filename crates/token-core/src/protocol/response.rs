@@ -50,6 +50,8 @@ pub enum LifetimeSource {
     JwtExp,
     /// The client's documented default for its provider.
     Default,
+    /// Loaded from a shared store: the store's TTL for it.
+    Store,
 }
 
 /// A successful token response.

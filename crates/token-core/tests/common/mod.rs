@@ -143,6 +143,8 @@ pub struct Harness {
     pub pending: Vec<TokenRequest>,
     pub events: Vec<Event>,
     pub next_timeout: Option<Instant>,
+    /// Store operations emitted and not yet answered.
+    pub store_ops: Vec<token_core::StoreRequest>,
     /// Total requests the manager emitted.
     pub sent: usize,
 }
@@ -160,6 +162,7 @@ impl Harness {
             pending: Vec::new(),
             events: Vec::new(),
             next_timeout: None,
+            store_ops: Vec::new(),
             sent: 0,
         }
     }
@@ -210,6 +213,7 @@ impl Harness {
                     self.sent += 1;
                     self.pending.push(send);
                 }
+                Output::Store(op) => self.store_ops.push(op),
                 Output::Event(e) => self.events.push(e),
                 Output::Timeout(t) => {
                     assert!(t > self.now, "timeout {t:?} not after now {:?}", self.now);
