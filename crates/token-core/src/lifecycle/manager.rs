@@ -938,8 +938,8 @@ impl TokenManager {
         }
     }
 
-    /// At a refresh point or the end of a backoff: refreshes the credential if it is in use and
-    /// due.
+    /// At a refresh point or the end of a backoff: refreshes the credential if it is valid, in
+    /// use and due.
     fn refresh_if_due(&mut self, now: Instant, owner: Owner) {
         let due = self.has_valid(now, owner)
             && self.refresh_point(owner).is_some_and(|at| now >= at)

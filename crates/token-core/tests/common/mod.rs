@@ -37,6 +37,12 @@ pub struct FakeServer {
     pub issued: usize,
     /// Valid bookingtime refresh tokens.
     pub valid_refresh: Vec<String>,
+    /// Organizations whose access-token requests always get `invalid_grant`.
+    pub reject_orgs: Vec<String>,
+    /// Requests for a grant's refresh token (bookingtime's client-credentials leg).
+    pub refresh_token_requests: usize,
+    /// The next this many refresh-token requests get a 503.
+    pub fail_refresh_token_requests: usize,
 }
 
 impl FakeServer {
@@ -48,6 +54,9 @@ impl FakeServer {
             requests: 0,
             issued: 0,
             valid_refresh: Vec::new(),
+            reject_orgs: Vec::new(),
+            refresh_token_requests: 0,
+            fail_refresh_token_requests: 0,
         }
     }
 
@@ -64,6 +73,21 @@ impl FakeServer {
         send: &TokenRequest,
     ) -> Result<http::Response<Vec<u8>>, TransportFailure> {
         self.requests += 1;
+        if matches!(send.target, Target::RefreshToken(_)) {
+            self.refresh_token_requests += 1;
+            if self.fail_refresh_token_requests > 0 {
+                self.fail_refresh_token_requests -= 1;
+                return Ok(json(503, r#"{"error":"temporarily_unavailable"}"#));
+            }
+        }
+        if let Target::Access(key) = &send.target {
+            if key
+                .organization()
+                .is_some_and(|o| self.reject_orgs.iter().any(|r| r == o))
+            {
+                return Ok(json(400, r#"{"error":"invalid_grant"}"#));
+            }
+        }
         let reply = self.queue.pop_front().unwrap_or(match &send.target {
             Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
             _ => Reply::Token(self.default_lifetime),
@@ -317,5 +341,189 @@ pub fn text(lookup: &Lookup) -> Option<String> {
     match lookup {
         Lookup::Ready(t) => Some(t.access_token().secret().to_owned()),
         _ => None,
+    }
+}
+
+/// A shared store in virtual time that implements the store protocol of
+/// `token_core::lifecycle::store` exactly: values with a generation and a TTL, leases with an
+/// owner, a generation counter per key. Several managers (the "processes" of a fleet) can share
+/// one; each names itself with an owner number.
+#[derive(Default)]
+pub struct FakeStore {
+    values: std::collections::HashMap<String, (token_core::StoreRecord, u64, Instant)>,
+    leases: std::collections::HashMap<String, (u32, u64, Instant)>,
+    gens: std::collections::HashMap<String, u64>,
+    /// Operations answered.
+    pub ops: usize,
+    /// When set, every operation fails.
+    pub down: bool,
+    /// When set, operations get no reply at all (a hung store).
+    pub silent: bool,
+    /// Replace every value's record with garbage on read (a wrong key or a foreign format).
+    pub corrupt: bool,
+}
+
+impl FakeStore {
+    /// Forgets everything (a restarted, empty store).
+    pub fn flush(&mut self) {
+        self.values.clear();
+        self.leases.clear();
+        self.gens.clear();
+    }
+
+    /// Number of values held at `now`.
+    pub fn values(&self, now: Instant) -> usize {
+        self.values
+            .values()
+            .filter(|(_, _, exp)| *exp > now)
+            .count()
+    }
+
+    /// Runs one operation for `owner` at `now`; `None` when the store is silent.
+    pub fn execute(
+        &mut self,
+        now: Instant,
+        owner: u32,
+        request: &token_core::StoreRequest,
+    ) -> Option<token_core::StoreReply> {
+        use token_core::{StoreFailure, StoreOp, StoreReply, StoredValue};
+        if self.silent {
+            return None;
+        }
+        self.ops += 1;
+        if self.down {
+            return Some(StoreReply::Failed(StoreFailure::new("connection refused")));
+        }
+        let key = request.key.fingerprint().to_owned();
+        self.values.retain(|_, (_, _, exp)| *exp > now);
+        self.leases.retain(|_, (_, _, exp)| *exp > now);
+        let corrupt = self.corrupt;
+        let value = |values: &std::collections::HashMap<
+            String,
+            (token_core::StoreRecord, u64, Instant),
+        >| {
+            values.get(&key).map(|(record, generation, exp)| {
+                let record = if corrupt {
+                    token_core::StoreRecord::from_bytes(b"\x00garbage".to_vec())
+                } else {
+                    record.clone()
+                };
+                StoredValue::new(record, *generation, *exp - now)
+            })
+        };
+        Some(match &request.op {
+            StoreOp::Acquire {
+                refresh_ahead,
+                lease_ttl,
+            } => {
+                let current = value(&self.values);
+                if let Some(v) = current.as_ref().filter(|v| v.ttl > *refresh_ahead) {
+                    StoreReply::Value(StoredValue::new(v.record.clone(), v.generation, v.ttl))
+                } else if let Some((_, _, exp)) = self.leases.get(&key) {
+                    StoreReply::Busy {
+                        value: current,
+                        lease_ttl: *exp - now,
+                    }
+                } else {
+                    let generation = self.gens.entry(key.clone()).or_insert(0);
+                    *generation += 1;
+                    let generation = *generation;
+                    self.leases
+                        .insert(key.clone(), (owner, generation, now + *lease_ttl));
+                    StoreReply::Leased {
+                        generation,
+                        stale: current,
+                    }
+                }
+            }
+            StoreOp::Publish {
+                generation,
+                record,
+                ttl,
+            } => {
+                let generation = match generation {
+                    Some(g) => *g,
+                    None => {
+                        let g = self.gens.entry(key.clone()).or_insert(0);
+                        *g += 1;
+                        *g
+                    }
+                };
+                let newer = self
+                    .values
+                    .get(&key)
+                    .is_none_or(|(_, stored, _)| generation > *stored);
+                if newer {
+                    self.values
+                        .insert(key.clone(), (record.clone(), generation, now + *ttl));
+                }
+                if self
+                    .leases
+                    .get(&key)
+                    .is_some_and(|(o, g, _)| *o == owner && *g == generation)
+                {
+                    self.leases.remove(&key);
+                }
+                StoreReply::Done
+            }
+            StoreOp::Release { generation } => {
+                if self
+                    .leases
+                    .get(&key)
+                    .is_some_and(|(o, g, _)| *o == owner && g == generation)
+                {
+                    self.leases.remove(&key);
+                }
+                StoreReply::Done
+            }
+            StoreOp::Invalidate { generation } => {
+                if self
+                    .values
+                    .get(&key)
+                    .is_some_and(|(_, g, _)| g == generation)
+                {
+                    self.values.remove(&key);
+                }
+                StoreReply::Done
+            }
+            _ => StoreReply::Failed(StoreFailure::new("unknown operation")),
+        })
+    }
+}
+
+impl Harness {
+    /// Answers every pending store operation from `store` as process `owner`, repeatedly, until
+    /// none is pending; returns how many went unanswered (a silent store).
+    pub fn serve_store(&mut self, store: &mut FakeStore, owner: u32) -> usize {
+        let mut unanswered = Vec::new();
+        while !self.store_ops.is_empty() {
+            for op in std::mem::take(&mut self.store_ops) {
+                match store.execute(self.now, owner, &op) {
+                    Some(reply) => self
+                        .mgr
+                        .handle_store(self.now, self.wall(), op.id, reply)
+                        .unwrap(),
+                    None => unanswered.push(op),
+                }
+            }
+            self.drain();
+        }
+        let n = unanswered.len();
+        self.store_ops = unanswered;
+        n
+    }
+
+    /// Serves store operations and token requests until neither is pending.
+    pub fn serve_all(&mut self, server: &mut FakeServer, store: &mut FakeStore, owner: u32) {
+        loop {
+            let silent = self.serve_store(store, owner);
+            if self.pending.is_empty() {
+                if silent == self.store_ops.len() {
+                    return;
+                }
+                continue;
+            }
+            self.serve(server);
+        }
     }
 }
