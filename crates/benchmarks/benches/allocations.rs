@@ -68,10 +68,9 @@ fn main() {
     let ureq = clients::ureq_client(None);
     let handle = ureq.register(config.clone());
     handle.token().expect("first fetch");
-    let key = handle.key().clone();
     ours(
         "Driver::cached (fresh)",
-        per_call(n, || drop(black_box(ureq.driver().cached(&key)))),
+        per_call(n, || drop(black_box(ureq.driver().cached(handle.slot())))),
     );
     ours(
         "transport-ureq ClientHandle::token (fresh)",

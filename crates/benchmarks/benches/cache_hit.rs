@@ -36,7 +36,7 @@ fn main() {
     );
 
     let driver = ureq.driver();
-    let key = ureq_handle.key();
+    let key = ureq_handle.slot();
 
     // Clients whose token is inside its refresh window with the refresh held open (long enough
     // for the in-window group, which runs first).

@@ -108,7 +108,7 @@ fn run(group: &str, case: &str, imp: &str, iters: u64) {
                     let handle = client.register(config);
                     handle.token().expect("first fetch");
                     if imp == "driver" {
-                        let key = handle.key();
+                        let key = handle.slot();
                         measured(iters, &mut || drop(black_box(client.driver().cached(key))));
                     } else {
                         measured(iters, &mut || drop(black_box(handle.token())));

@@ -171,7 +171,7 @@ fn ours_reqwest(sim: &Simulator, s: &Settings, k: usize, moment: Moment) -> Outc
         let deadline = Instant::now() + Duration::from_secs(30);
         while !client
             .driver()
-            .cached(handle.key())
+            .cached(handle.slot())
             .is_some_and(|t| t.is_fresh(clock.now()))
         {
             assert!(Instant::now() < deadline, "the refresh never landed");

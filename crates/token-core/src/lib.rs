@@ -121,8 +121,8 @@ pub use lifecycle::token::Token;
 pub use protocol::{jwt, presets};
 
 pub use lifecycle::manager::{
-    ClientId, Event, GrantKey, Lookup, ManagerConfig, Output, RequestId, StoreOpId, Subject,
-    Target, TokenKey, TokenManager, TokenRequest,
+    ClientId, Event, GrantKey, Invalidation, Lookup, ManagerConfig, Output, RequestId, StoreOpId,
+    Subject, Target, TokenKey, TokenManager, TokenRequest,
 };
 pub use lifecycle::store::{
     StoreFailure, StoreKey, StoreOp, StoreRecord, StoreReply, StoreRequest, StoreSettings,
@@ -130,7 +130,7 @@ pub use lifecycle::store::{
 };
 pub use protocol::config::{
     BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,
-    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes, display_url,
+    DEFAULT_MAX_BODY_BYTES, Flow, Provider, Scopes, display_url, redact_urls,
 };
 pub use protocol::error::{
     ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,

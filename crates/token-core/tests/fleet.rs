@@ -2,12 +2,10 @@
 //! fake store and one fake token endpoint, in virtual time. Exactly one of them fetches; the
 //! others load what it published; store trouble falls back to each manager's own single flight.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{FakeServer, FakeStore, Harness, text};
 use token_core::{AccessToken, Lookup, ManagerConfig, StoreOp, StoreSettings, TokenKey};
+use token_testkit::sansio::{FakeServer, FakeStore, Harness, text};
 
 fn config() -> ManagerConfig {
     let mut config = ManagerConfig::default();
@@ -207,6 +205,7 @@ fn a_rejection_invalidates_only_the_rejected_generation() {
     assert!(
         a.mgr
             .invalidate(a.now, &ka, &AccessToken::new(first.clone()))
+            .dropped()
     );
     a.drain();
     assert!(
@@ -220,7 +219,11 @@ fn a_rejection_invalidates_only_the_rejected_generation() {
     let second = text(&a.request(&ka)).unwrap();
     assert_ne!(first, second);
     // B's 401 for the old token arrives later: the newer shared token survives it.
-    assert!(b.mgr.invalidate(b.now, &kb, &AccessToken::new(first)));
+    assert!(
+        b.mgr
+            .invalidate(b.now, &kb, &AccessToken::new(first))
+            .dropped()
+    );
     b.serve_store(&mut store, 2);
     let _ = b.request(&kb);
     b.serve_all(&mut server, &mut store, 2);

@@ -2,15 +2,13 @@
 //! One test (or a few) per numbered item of the lifecycle issue; hours of token lifetimes run in
 //! milliseconds and nothing sleeps.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{FakeServer, Harness, Reply, json, text};
 use token_core::{
     AccessToken, ApiMisuse, ClientSecret, Credentials, Error, ErrorCode, Event, Lookup,
     ManagerConfig, Output, TokenKey, TokenManager, TransportErrorKind, TransportFailure, presets,
 };
+use token_testkit::sansio::{FakeServer, Harness, Reply, json, text};
 
 fn h() -> Harness {
     Harness::new(ManagerConfig::default())
@@ -162,11 +160,13 @@ fn short_lived_tokens_clamp_the_window_to_half_their_life() {
     for (lifetime, refresh_at) in [(300u64, 150.0), (3600, 3300.0), (60, 30.0), (1, 0.5)] {
         let mut server = FakeServer::new(lifetime);
         let at = h.now;
-        h.mgr.invalidate(
-            h.now,
-            &key,
-            &AccessToken::new(format!("at-{}", server.issued)),
-        );
+        h.mgr
+            .invalidate(
+                h.now,
+                &key,
+                &AccessToken::new(format!("at-{}", server.issued)),
+            )
+            .dropped();
         let Lookup::Ready(t) = h.get(&key, &mut server) else {
             panic!()
         };
@@ -399,11 +399,13 @@ fn retryable_failures_back_off_exponentially_with_a_cap() {
     }
     // Success resets the backoff.
     let _ = h.get_token(&key, &mut server);
-    h.mgr.invalidate(
-        h.now,
-        &key,
-        &AccessToken::new(format!("at-{}", server.issued)),
-    );
+    h.mgr
+        .invalidate(
+            h.now,
+            &key,
+            &AccessToken::new(format!("at-{}", server.issued)),
+        )
+        .dropped();
     server.then(Reply::Html503);
     let Lookup::Failed { retry_at, .. } = h.get(&key, &mut server) else {
         panic!()
@@ -462,14 +464,14 @@ fn many_401s_for_one_token_cause_one_renewal() {
     let mut server = FakeServer::new(3600);
     let key = TokenKey::new(h.generic_client("c"));
     let first = AccessToken::new(h.get_token(&key, &mut server));
-    assert!(h.mgr.invalidate(h.now, &key, &first));
+    assert!(h.mgr.invalidate(h.now, &key, &first).dropped());
     for _ in 0..99 {
-        assert!(!h.mgr.invalidate(h.now, &key, &first));
+        assert!(!h.mgr.invalidate(h.now, &key, &first).dropped());
     }
     let second = h.get_token(&key, &mut server);
     assert_ne!(second, first.secret());
     // 401s for the old token arriving after the renewal change nothing.
-    assert!(!h.mgr.invalidate(h.now, &key, &first));
+    assert!(!h.mgr.invalidate(h.now, &key, &first).dropped());
     assert_eq!(text(&h.get(&key, &mut server)).unwrap(), second);
     assert_eq!(server.requests, 2);
 }

@@ -9,17 +9,15 @@
 //!     fetch is due (no token or inside the window, nothing in flight, not in backoff);
 //! (e) no panic, and after `handle_timeout(t)` the next timeout is later than `t`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{FakeServer, Harness, Reply, json};
 use proptest::prelude::*;
 use token_core::{
     AccessToken, Event, Lookup, ManagerConfig, Output, RequestId, Target, TokenKey, TokenRequest,
     TransportErrorKind, TransportFailure,
 };
+use token_testkit::sansio::{FakeServer, Harness, Reply, json};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -435,11 +433,11 @@ impl Run {
                 };
                 // With nothing to invalidate, an unknown token: must change nothing.
                 let text = target.unwrap_or_else(|| "never-issued".to_owned());
-                let dropped = self.h.mgr.invalidate(
-                    self.h.now,
-                    &self.keys[key],
-                    &AccessToken::new(text.clone()),
-                );
+                let dropped = self
+                    .h
+                    .mgr
+                    .invalidate(self.h.now, &self.keys[key], &AccessToken::new(text.clone()))
+                    .dropped();
                 let is_current = self.model.keys[key]
                     .token
                     .as_ref()

@@ -1,12 +1,10 @@
 //! Lifecycle v2's renewal rules: bounded renewal after rejections, and refresh-token grants that
 //! survive transient failures and one organization's `invalid_grant`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{FakeServer, Harness, text};
 use token_core::{AccessToken, Error, Lookup, ManagerConfig, TokenKey};
+use token_testkit::sansio::{FakeServer, Harness, text};
 
 fn h() -> Harness {
     Harness::new(ManagerConfig::default())
@@ -17,7 +15,11 @@ fn h() -> Harness {
 /// Returns how many API requests it made.
 fn call_rejected_api(h: &mut Harness, key: &TokenKey, server: &mut FakeServer) -> usize {
     let token = h.get_token(key, server);
-    if !h.mgr.invalidate(h.now, key, &AccessToken::new(token)) {
+    if !h
+        .mgr
+        .invalidate(h.now, key, &AccessToken::new(token))
+        .dropped()
+    {
         return 1; // the caller gets the API's 401
     }
     let _ = h.get_token(key, server);
@@ -57,12 +59,17 @@ fn an_accepted_token_resets_the_renewal_backoff() {
     let mut server = FakeServer::new(3600);
     let key = TokenKey::new(h.generic_client("c"));
     let first = h.get_token(&key, &mut server);
-    assert!(h.mgr.invalidate(h.now, &key, &AccessToken::new(first)));
+    assert!(
+        h.mgr
+            .invalidate(h.now, &key, &AccessToken::new(first))
+            .dropped()
+    );
     let second = h.get_token(&key, &mut server);
     // Refused again: kept (and renewed later)...
     assert!(
         !h.mgr
             .invalidate(h.now, &key, &AccessToken::new(second.clone()))
+            .dropped()
     );
     assert!(h.mgr.on_probation(&key));
     assert_eq!(text(&h.request(&key)).as_deref(), Some(second.as_str()));
@@ -70,7 +77,11 @@ fn an_accepted_token_resets_the_renewal_backoff() {
     h.mgr
         .confirm(h.now, &key, &AccessToken::new(second.clone()));
     assert!(!h.mgr.on_probation(&key));
-    assert!(h.mgr.invalidate(h.now, &key, &AccessToken::new(second)));
+    assert!(
+        h.mgr
+            .invalidate(h.now, &key, &AccessToken::new(second))
+            .dropped()
+    );
     assert!(matches!(h.request(&key), Lookup::Pending));
 }
 
@@ -80,11 +91,16 @@ fn a_rejected_token_is_renewed_in_the_background_after_the_backoff() {
     let mut server = FakeServer::new(3600);
     let key = TokenKey::new(h.generic_client("c"));
     let first = h.get_token(&key, &mut server);
-    assert!(h.mgr.invalidate(h.now, &key, &AccessToken::new(first)));
+    assert!(
+        h.mgr
+            .invalidate(h.now, &key, &AccessToken::new(first))
+            .dropped()
+    );
     let second = h.get_token(&key, &mut server);
     assert!(
         !h.mgr
             .invalidate(h.now, &key, &AccessToken::new(second.clone()))
+            .dropped()
     );
     let renew = h.mgr.refresh_due_at(&key).unwrap();
     let delay = renew - h.now;
@@ -150,7 +166,11 @@ fn a_refresh_token_rejected_for_everyone_is_renewed_once() {
     server.valid_refresh.clear();
     for key in &orgs {
         let token = text(&h.request(key)).unwrap();
-        assert!(h.mgr.invalidate(h.now, key, &AccessToken::new(token)));
+        assert!(
+            h.mgr
+                .invalidate(h.now, key, &AccessToken::new(token))
+                .dropped()
+        );
     }
     for key in &orgs {
         assert!(text(&h.get(key, &mut server)).is_some(), "recovered");

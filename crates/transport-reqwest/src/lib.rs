@@ -2,11 +2,17 @@
 //!
 //! One [`TokenClient`] per process (`Clone + Send + Sync`; clones share everything), one
 //! [`ClientHandle`] per provider configuration. [`ClientHandle::token`] returns a valid token:
-//! from the cache if it is fresh (no lock a fetch holds, no allocation), otherwise after at most
-//! one request per key however many tasks ask at once. Fetches run on spawned tasks, so a caller
-//! whose future is dropped mid-fetch cancels nothing, wedges no one and causes no second request.
-//! A token inside its refresh window is still served at once while one spawned task refreshes
-//! it. Works on multi-thread and current-thread runtimes (with time enabled, as reqwest needs).
+//! from the cache (no lock, no allocation), otherwise after at most one request per key however
+//! many tasks ask at once.
+//!
+//! Each client runs a **timer task** (started on first use, on the runtime in use then) that
+//! sleeps until the token lifecycle's next deadline and refreshes tokens in use before their
+//! refresh point, so in steady state no caller ever waits for a refresh. Requests run on
+//! spawned tasks (at most [`max_concurrent`](TokenClientBuilder::max_concurrent) at once), so a
+//! caller whose future is dropped mid-fetch cancels nothing, wedges no one and causes no second
+//! request, and bookingtime's fan-out runs in parallel. The timer task stops when the last clone
+//! of the client is dropped. Works on multi-thread and current-thread runtimes (with time
+//! enabled, as reqwest needs).
 //!
 //! ```no_run
 //! use transport_reqwest::TokenClient;
@@ -35,20 +41,21 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use token_core::{
-    ClientConfig, Lookup, ManagerConfig, RequestId, Target, Token, TokenKey, TokenRequest,
-    TransportErrorKind, TransportFailure,
+    ClientConfig, RequestId, StoreFailure, StoreOpId, StoreReply, StoreRequest, Token, TokenKey,
+    TokenRequest, TransportErrorKind, TransportFailure,
 };
-use token_driver::Driver;
+use token_driver::{Driver, Executor, HandleCore, KeySlot, Wake};
 use tracing::Instrument as _;
 
 pub use token_core;
 pub use token_driver::{
-    Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, SystemClock,
-    TransportConfig,
+    AsyncStore, Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, Stats,
+    SystemClock, TransportConfig,
 };
 
 const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), " (reqwest)");
@@ -58,40 +65,20 @@ const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), "
 pub struct TokenClientBuilder {
     config: TransportConfig,
     http: Option<reqwest::ClientBuilder>,
+    store: Option<Arc<dyn AsyncStore>>,
 }
 
 impl fmt::Debug for TokenClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClientBuilder")
             .field("config", &self.config)
+            .field("store", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl TokenClientBuilder {
-    /// Lifecycle tunables (refresh window, backoff, ...).
-    pub fn manager_config(mut self, config: ManagerConfig) -> Self {
-        self.config.manager = config;
-        self
-    }
-
-    /// Overall timeout of one token request (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeout = timeout;
-        self
-    }
-
-    /// Connect timeout of one token request (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The clock (default: the system's). Inject a [`ManualClock`] to test expiry.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Arc::new(clock);
-        self
-    }
+    token_driver::transport_builder_settings!();
 
     /// Starts the token requests' HTTP client from this builder (proxies, TLS roots, ...). The
     /// redirect policy and timeouts are set over it: token requests never follow redirects.
@@ -100,7 +87,19 @@ impl TokenClientBuilder {
         self
     }
 
-    /// Builds the client.
+    /// A store shared by every process of a fleet (e.g. `token-store-redis`), asked before the
+    /// token endpoint and told what was fetched, so the fleet makes one token request per key
+    /// per lifetime. Without one, tokens live in this process only.
+    pub fn store(mut self, store: impl AsyncStore) -> Self {
+        self.store = Some(Arc::new(store));
+        if self.config.manager.store.is_none() {
+            self.config.manager.store = Some(Default::default());
+        }
+        self
+    }
+
+    /// Builds the client. Its timer task starts on the first call that needs a token (or now,
+    /// when built inside a tokio runtime).
     pub fn build(self) -> Result<TokenClient, Error> {
         let builder = match self.http {
             Some(builder) => builder,
@@ -112,19 +111,35 @@ impl TokenClientBuilder {
             .connect_timeout(self.config.connect_timeout)
             .user_agent(USER_AGENT)
             .build()
-            .map_err(|e| {
-                Error::Transport(TransportFailure::new(
-                    TransportErrorKind::Other,
-                    e.to_string(),
-                ))
-            })?;
-        Ok(TokenClient {
+            .map_err(|e| Error::Transport(failure(e)))?;
+        let control = Arc::new(Control::default());
+        let executor = ReqwestExecutor {
+            http,
+            store: self.store,
+            permits: Arc::new(tokio::sync::Semaphore::new(self.config.max_concurrent)),
+            store_timeout: self
+                .config
+                .manager
+                .store
+                .as_ref()
+                .map_or(Duration::from_secs(5), |s| s.op_timeout * 5),
+            control: Arc::clone(&control),
+        };
+        let driver = Driver::new(&self.config, executor);
+        let wake: Arc<Wake> = {
+            let control = Arc::clone(&control);
+            Arc::new(move || control.wake.notify_one())
+        };
+        self.config.clock.watch(Arc::downgrade(&wake));
+        let client = TokenClient {
             inner: Arc::new(Inner {
-                driver: self.config.driver(),
-                http,
-                changed: tokio::sync::Notify::new(),
+                driver,
+                control,
+                _wake: wake,
             }),
-        })
+        };
+        client.inner.ensure_worker();
+        Ok(client)
     }
 }
 
@@ -158,17 +173,84 @@ fn default_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     builder
 }
 
-/// An async token client: cache, single flight, early refresh and backoff over reqwest.
-/// Cheap to clone; clones share their cache.
+/// An async token client: cache, single flight, background refresh and backoff over reqwest.
+/// Cheap to clone; clones share their cache and timer task.
 #[derive(Clone)]
 pub struct TokenClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    driver: Driver,
-    http: reqwest::Client,
-    changed: tokio::sync::Notify,
+    driver: Arc<Driver>,
+    control: Arc<Control>,
+    /// Keeps the clock's wake-up callback alive as long as the client.
+    _wake: Arc<Wake>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.control.stopped.store(true, Ordering::Release);
+        self.control.wake.notify_one();
+    }
+}
+
+/// What the timer task and the executor share with the client.
+#[derive(Default)]
+struct Control {
+    wake: tokio::sync::Notify,
+    stopped: AtomicBool,
+    /// The runtime of the running timer task, if one is running.
+    worker: Mutex<Option<tokio::runtime::Handle>>,
+}
+
+impl Control {
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| lock(&self.worker).clone())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Inner {
+    /// Starts the timer task on the current runtime unless one is running.
+    fn ensure_worker(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
+            let mut worker = lock(&self.control.worker);
+            if worker.is_some() {
+                return;
+            }
+            *worker = Some(runtime.clone());
+        }
+        let driver = Arc::clone(&self.driver);
+        let control = Arc::clone(&self.control);
+        drop(runtime.spawn(async move {
+            // If the runtime drops the task, the next call starts another one.
+            struct Running(Arc<Control>);
+            impl Drop for Running {
+                fn drop(&mut self) {
+                    *lock(&self.0.worker) = None;
+                }
+            }
+            let _running = Running(Arc::clone(&control));
+            loop {
+                if control.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                let next = driver.run_timers();
+                let sleep = next
+                    .saturating_duration_since(driver.clock().now())
+                    .min(Duration::from_secs(24 * 3600));
+                let _ = tokio::time::timeout(sleep, control.wake.notified()).await;
+            }
+        }));
+    }
 }
 
 impl fmt::Debug for TokenClient {
@@ -190,159 +272,226 @@ impl TokenClient {
         TokenClientBuilder {
             config: TransportConfig::default(),
             http: None,
+            store: None,
         }
     }
 
     /// Registers a provider configuration. Registering an equal configuration again shares
     /// its tokens.
     pub fn register(&self, config: ClientConfig) -> ClientHandle {
-        let (id, config) = self.inner.driver.register(config);
         ClientHandle {
+            core: HandleCore::register(&self.inner.driver, config),
             client: self.clone(),
-            key: TokenKey::new(id),
-            config,
         }
     }
 
-    /// A valid token for `key`. Cancellation-safe.
+    /// A valid token for `key` (a handle's [`token`](ClientHandle::token) skips the key
+    /// lookup). Cancellation-safe.
     pub async fn token(&self, key: &TokenKey) -> Result<Token, Error> {
-        if let Some(token) = self.inner.driver.cached(key) {
+        let slot = self.inner.driver.slot(key);
+        if let Some(token) = self.inner.driver.cached(&slot) {
             return Ok(token);
         }
-        self.wait_for_token(key).await
+        self.wait_for_token(&slot).await
     }
 
     /// The slow path of [`token`](Self::token), a future of its own so that a cache hit does
     /// not set up (or drop) its state.
-    async fn wait_for_token(&self, key: &TokenKey) -> Result<Token, Error> {
+    async fn wait_for_token(&self, slot: &KeySlot) -> Result<Token, Error> {
+        self.inner.ensure_worker();
+        let driver = &self.inner.driver;
+        let mut waited = false;
         loop {
             // Register for wake-ups before looking, so a change in between is not missed.
-            let changed = self.inner.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let step = self.inner.driver.step(key)?;
-            Inner::spawn_all(&self.inner, step.sends);
-            match step.lookup {
-                Lookup::Ready(token) => return Ok(token),
-                Lookup::Failed { error, .. } => return Err(error.into()),
-                Lookup::Pending if self.inner.driver.generation() != step.generation => {}
-                Lookup::Pending => {
-                    // Bounded, belt and braces: every fetch task reports back even if dropped.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), changed).await;
+            let listener = slot.listen();
+            match driver.step(slot)? {
+                token_core::Lookup::Ready(token) => return Ok(token),
+                token_core::Lookup::Failed { error, .. } => return Err(error.into()),
+                token_core::Lookup::Pending if !waited => {
+                    waited = true;
+                    driver.record_wait();
                 }
+                token_core::Lookup::Pending => {}
+            }
+            // The manager's request and store timeouts end every wait; the bound only guards
+            // against a timer task that is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), listener).await;
+            if let Some(token) = driver.cached(slot) {
+                return Ok(token);
             }
         }
     }
 
+    /// What the client did so far (cache hits and misses, token requests, refreshes, ...).
+    pub fn stats(&self) -> Stats {
+        self.inner.driver.stats()
+    }
+
     /// The shared driver (for inspection in tests and tools).
-    pub fn driver(&self) -> &Driver {
+    pub fn driver(&self) -> &Arc<Driver> {
         &self.inner.driver
     }
 }
 
-impl Inner {
-    /// Spawns one task per request; each reports its outcome (or its own cancellation).
-    fn spawn_all(this: &Arc<Inner>, sends: Vec<TokenRequest>) {
-        for send in sends {
-            let inner = Arc::clone(this);
-            let id = send.id;
-            let span = request_span(&send);
-            let mut guard = Completion {
-                inner: Arc::clone(this),
-                id: Some(id),
+/// Runs requests and store operations on spawned tasks.
+struct ReqwestExecutor {
+    http: reqwest::Client,
+    store: Option<Arc<dyn AsyncStore>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    store_timeout: Duration,
+    control: Arc<Control>,
+}
+
+impl ReqwestExecutor {
+    /// Spawns `future` on the runtime in use (or the timer task's). With no runtime at all,
+    /// dropping it drops the [`Report`] inside, which fails its request.
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = self.control.runtime() {
+            drop(runtime.spawn(future));
+        }
+    }
+}
+
+impl Executor for ReqwestExecutor {
+    fn send(&self, driver: &Arc<Driver>, request: TokenRequest) {
+        let span = token_driver::request_span(&request);
+        let http = self.http.clone();
+        let permits = Arc::clone(&self.permits);
+        let report = Report::request(driver, request.id);
+        self.spawn(
+            async move {
+                let mut report = report;
+                let _permit = permits.acquire_owned().await;
+                report.sent();
+                let outcome = execute(&http, request).await;
+                report.finish(outcome);
+            }
+            .instrument(span),
+        );
+    }
+
+    fn store(&self, driver: &Arc<Driver>, request: StoreRequest) {
+        let mut report = Report::store(driver, request.id);
+        let Some(store) = self.store.clone() else {
+            report.finish_store(StoreReply::Failed(StoreFailure::new("no store configured")));
+            return;
+        };
+        let permits = Arc::clone(&self.permits);
+        let timeout = self.store_timeout;
+        self.spawn(async move {
+            let mut report = report;
+            let _permit = permits.acquire_owned().await;
+            let reply = match tokio::time::timeout(timeout, store.execute(&request)).await {
+                Ok(reply) => reply,
+                Err(_) => StoreReply::Failed(StoreFailure::new("store operation timed out")),
             };
-            spawn(
-                async move {
-                    let outcome = inner.execute(send).await;
-                    guard.finish(outcome);
-                }
-                .instrument(span),
-            );
-        }
+            report.finish_store(reply);
+        });
     }
 
-    async fn execute(
-        &self,
-        send: TokenRequest,
-    ) -> Result<http::Response<Vec<u8>>, TransportFailure> {
-        let limit = send.max_body_bytes;
-        let request = reqwest::Request::try_from(send.request)
-            .map_err(|e| TransportFailure::new(TransportErrorKind::Other, e.to_string()))?;
-        let mut response = self.http.execute(request).await.map_err(failure)?;
-        tracing::Span::current().record("status", response.status().as_u16());
-        let mut builder = http::Response::builder()
-            .status(response.status())
-            .version(response.version());
-        if let Some(headers) = builder.headers_mut() {
-            *headers = std::mem::take(response.headers_mut());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(failure)? {
-            let room = limit.saturating_add(1) - body.len();
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() > limit {
-                break; // token-core reports the oversized body
-            }
-        }
-        builder
-            .body(body)
-            .map_err(|e| TransportFailure::new(TransportErrorKind::Other, e.to_string()))
+    fn wake(&self) {
+        self.control.wake.notify_one();
     }
 }
 
-/// Reports a request's outcome exactly once: with its result, or, if the task is dropped (a
-/// runtime shutting down), as a failure, so no key waits on a request nobody will answer.
-struct Completion {
-    inner: Arc<Inner>,
-    id: Option<RequestId>,
+/// Reports a request's (or store operation's) outcome exactly once: with its result, or, if
+/// the task is dropped (a runtime shutting down) or never runs, as a failure, so no key waits
+/// on work nobody will finish.
+struct Report {
+    driver: Arc<Driver>,
+    pending: Option<Pending>,
 }
 
-impl Completion {
+#[derive(Clone, Copy)]
+enum Pending {
+    Request(RequestId),
+    Store(StoreOpId),
+}
+
+impl Report {
+    fn request(driver: &Arc<Driver>, id: RequestId) -> Self {
+        Self {
+            driver: Arc::clone(driver),
+            pending: Some(Pending::Request(id)),
+        }
+    }
+
+    fn store(driver: &Arc<Driver>, id: StoreOpId) -> Self {
+        Self {
+            driver: Arc::clone(driver),
+            pending: Some(Pending::Store(id)),
+        }
+    }
+
+    fn sent(&self) {
+        if let Some(Pending::Request(id)) = self.pending {
+            self.driver.sent(id);
+        }
+    }
+
+    // The report is marked done only once it went through: if reporting panics, the drop
+    // guard reports a failure instead.
     fn finish(&mut self, outcome: Result<http::Response<Vec<u8>>, TransportFailure>) {
-        if let Some(id) = self.id.take() {
-            let more = self.inner.driver.complete(id, outcome);
-            self.inner.changed.notify_waiters();
-            if !more.is_empty() {
-                Inner::spawn_all(&self.inner, more);
-            }
+        if let Some(Pending::Request(id)) = self.pending {
+            self.driver.complete(id, outcome);
+            self.pending = None;
+        }
+    }
+
+    fn finish_store(&mut self, reply: StoreReply) {
+        if let Some(Pending::Store(id)) = self.pending {
+            self.driver.complete_store(id, reply);
+            self.pending = None;
         }
     }
 }
 
-impl Drop for Completion {
+impl Drop for Report {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let failure = TransportFailure::new(
-                TransportErrorKind::Other,
-                "the token request task was dropped",
-            );
-            // Do not spawn follow-ups from a dropped task: the runtime may be going away.
-            let _ = self.inner.driver.complete(id, Err(failure));
-            self.inner.changed.notify_waiters();
+        match self.pending.take() {
+            Some(Pending::Request(id)) => self.driver.complete(
+                id,
+                Err(TransportFailure::new(
+                    TransportErrorKind::Other,
+                    "the token request task was dropped (no runtime, or it shut down)",
+                )),
+            ),
+            Some(Pending::Store(id)) => self.driver.complete_store(
+                id,
+                StoreReply::Failed(StoreFailure::new("the store task was dropped")),
+            ),
+            None => {}
         }
     }
 }
 
-fn spawn(future: impl Future<Output = ()> + Send + 'static) {
-    drop(tokio::spawn(future));
+async fn execute(
+    http: &reqwest::Client,
+    send: TokenRequest,
+) -> Result<http::Response<Vec<u8>>, TransportFailure> {
+    let limit = send.max_body_bytes;
+    let request = reqwest::Request::try_from(send.request).map_err(failure)?;
+    let mut response = http.execute(request).await.map_err(failure)?;
+    tracing::Span::current().record("status", response.status().as_u16());
+    let mut builder = http::Response::builder()
+        .status(response.status())
+        .version(response.version());
+    if let Some(headers) = builder.headers_mut() {
+        *headers = std::mem::take(response.headers_mut());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
+        if !token_driver::push_capped(&mut body, &chunk, limit) {
+            break; // token-core reports the oversized body
+        }
+    }
+    builder
+        .body(body)
+        .map_err(|e| TransportFailure::new(TransportErrorKind::Other, e.to_string()))
 }
 
-fn request_span(send: &TokenRequest) -> tracing::Span {
-    let (kind, organization) = match &send.target {
-        Target::Access(key) => ("access", key.organization()),
-        _ => ("refresh", None),
-    };
-    tracing::info_span!(
-        "token_request",
-        provider = %send.provider,
-        target = kind,
-        organization,
-        status = tracing::field::Empty,
-    )
-}
-
-/// Classifies a reqwest error. Its message names the URL (never credentials: token-core
-/// refuses URLs with user info) and no body or header.
+/// Classifies a reqwest error. Its message names no body or header, and the URL it quotes
+/// loses its user info and query.
 fn failure(error: reqwest::Error) -> TransportFailure {
     let kind = if error.is_timeout() {
         TransportErrorKind::Timeout
@@ -353,24 +502,36 @@ fn failure(error: reqwest::Error) -> TransportFailure {
     } else {
         TransportErrorKind::Other
     };
-    TransportFailure::new(kind, error.to_string())
+    let url = error.url().map(|u| token_core::display_url(u.as_str()));
+    let message = token_core::redact_urls(&error.without_url().to_string());
+    let message = match url {
+        Some(url) => format!("{message} ({url})"),
+        None => message,
+    };
+    TransportFailure::new(kind, message)
 }
 
-/// One registered provider configuration (and, for bookingtime, one organization).
-/// Cheap to clone.
+/// One registered provider configuration (and, for bookingtime, one organization; for the
+/// Authorization Code flow, one user). Cheap to clone.
 #[derive(Clone)]
 pub struct ClientHandle {
+    core: HandleCore,
     client: TokenClient,
-    key: TokenKey,
-    config: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for ClientHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientHandle")
-            .field("provider", &self.config.provider())
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        self.core.fmt(f)
+    }
+}
+
+impl std::ops::Deref for ClientHandle {
+    type Target = HandleCore;
+
+    /// The accessors and commands both transports' handles share: [`HandleCore::config`],
+    /// [`HandleCore::key`], [`HandleCore::invalidate`], [`HandleCore::confirm`], ...
+    fn deref(&self) -> &HandleCore {
+        &self.core
     }
 }
 
@@ -379,33 +540,32 @@ impl ClientHandle {
     /// sharing the client's refresh token).
     pub fn organization(&self, organization: &str) -> ClientHandle {
         ClientHandle {
+            core: self.core.organization(organization),
             client: self.client.clone(),
-            key: TokenKey::with_organization(self.key.client(), organization),
-            config: Arc::clone(&self.config),
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
-    /// The cache key.
-    pub fn key(&self) -> &TokenKey {
-        &self.key
+    /// The same client for a user's grant (the Authorization Code flow), named by your id for
+    /// the user.
+    pub fn user(&self, user: &str) -> ClientHandle {
+        ClientHandle {
+            core: self.core.user(user),
+            client: self.client.clone(),
+        }
     }
 
     /// A valid token. Cancellation-safe.
     pub async fn token(&self) -> Result<Token, Error> {
-        // The cache hit inline, as in `TokenClient::token`, rather than through its future.
-        if let Some(token) = self.client.inner.driver.cached(&self.key) {
+        // The cache hit inline, rather than through the slow path's future.
+        if let Some(token) = self.core.cached() {
             return Ok(token);
         }
-        self.client.wait_for_token(&self.key).await
+        self.client.wait_for_token(self.core.slot()).await
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to a request builder;
-    /// also returns the token used (report it to [`invalidate`](Self::invalidate) on a 401).
+    /// also returns the token used (report it to [`invalidate`](HandleCore::invalidate) on a
+    /// 401).
     ///
     /// Refuses (before fetching a token) an `http://` URL to a host that is not loopback unless
     /// the configuration allows insecure HTTP.
@@ -422,14 +582,14 @@ impl ClientHandle {
     async fn authorize_reqwest(&self, request: &mut reqwest::Request) -> Result<Token, Error> {
         let url = request.url();
         if !self
-            .config
+            .config()
             .allows_api_target(Some(url.scheme()), url.host_str())
         {
-            let url = url.as_str().to_owned();
+            let url = token_core::display_url(url.as_str());
             return Err(token_core::ConfigError::InsecureUrl { url }.into());
         }
         let token = self.token().await?;
-        self.config
+        self.config()
             .authorize_with(request.headers_mut(), token.authorization().clone());
         Ok(token)
     }
@@ -440,36 +600,38 @@ impl ClientHandle {
         &self,
         request: &mut http::Request<B>,
     ) -> Result<Token, Error> {
-        self.config.check_api_uri(request.uri())?;
+        self.config().check_api_uri(request.uri())?;
         let token = self.token().await?;
-        self.config
+        self.config()
             .authorize_with(request.headers_mut(), token.authorization().clone());
         Ok(token)
     }
 
-    /// Reports that the API rejected `token`; the cache drops it only if it is still current,
-    /// so many 401s for one token cause one renewal. Returns whether it was dropped.
-    pub fn invalidate(&self, token: &Token) -> bool {
-        self.client
-            .inner
-            .driver
-            .invalidate(&self.key, token.access_token())
-    }
-
-    /// Sends an API request with the token attached. On a 401 it invalidates the token, gets a
-    /// new one and retries once (if the request can be cloned, i.e. its body is not a stream).
-    /// HTTP error statuses are returned as responses.
+    /// Sends an API request with the token attached. On a 401 it invalidates the token and,
+    /// if that dropped it (and the request can be cloned, i.e. its body is not a stream),
+    /// retries once with a new one; if the API refused the previous new token too, renewal is
+    /// backing off and the 401 is returned as is (see [`HandleCore::invalidate`]). HTTP error
+    /// statuses are returned as responses.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
         let (client, request) = request.build_split();
         let mut first = request.map_err(api_failure)?;
         let retry = first.try_clone();
         let token = self.authorize_reqwest(&mut first).await?;
         let response = client.execute(first).await.map_err(api_failure)?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            self.confirm(&token);
+            return Ok(response);
+        }
         match retry {
-            Some(mut retry) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                self.invalidate(&token);
-                self.authorize_reqwest(&mut retry).await?;
-                client.execute(retry).await.map_err(api_failure)
+            Some(mut retry) if self.invalidate(&token) => {
+                let token = self.authorize_reqwest(&mut retry).await?;
+                let response = client.execute(retry).await.map_err(api_failure)?;
+                if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    self.invalidate(&token);
+                } else {
+                    self.confirm(&token);
+                }
+                Ok(response)
             }
             _ => Ok(response),
         }
@@ -503,6 +665,8 @@ impl reqwest_middleware::Middleware for BearerMiddleware {
         let response = next.run(request, extensions).await?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED {
             self.0.invalidate(&token);
+        } else {
+            self.0.confirm(&token);
         }
         Ok(response)
     }

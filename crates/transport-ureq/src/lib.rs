@@ -1,11 +1,17 @@
 //! Blocking OAuth 2.0 tokens for booking-platform APIs, over [ureq] 3.
 //!
-//! One [`TokenClient`] per process (it is `Clone + Send + Sync`; clones share everything),
-//! one [`ClientHandle`] per provider configuration. [`ClientHandle::token`] returns a valid
-//! token: from the cache if it is fresh (no lock a fetch holds, no allocation), otherwise after
-//! at most one request per key however many threads ask at once. A token inside its refresh
-//! window is still served; the first caller to see it there performs the refresh inline while
-//! every other caller keeps getting the cached token.
+//! One [`TokenClient`] per process (it is `Clone + Send + Sync`; clones share everything), one
+//! [`ClientHandle`] per provider configuration. [`ClientHandle::token`] returns a valid token:
+//! from the cache (no lock, no allocation), otherwise after at most one request per key however
+//! many threads ask at once.
+//!
+//! Each client runs a **timer thread** that sleeps until the token lifecycle's next deadline and
+//! refreshes tokens in use before their refresh point, so in steady state no caller ever waits
+//! for a refresh: callers only wait for a key's very first token (or after its token expired
+//! with the endpoint down). Requests go out on a small pool of threads (at most
+//! [`max_concurrent`](TokenClientBuilder::max_concurrent) at once), so bookingtime's fan-out to
+//! many organizations runs in parallel, never on a caller's thread. The timer thread and the
+//! pool stop when the last clone of the client is dropped.
 //!
 //! ```no_run
 //! use transport_ureq::TokenClient;
@@ -25,27 +31,32 @@
 //!
 //! Token requests never follow redirects (the body carries the secret), read at most the
 //! configured body cap, and treat HTTP error statuses as answers for token-core to interpret,
-//! not as transport errors. The clock is injectable ([`TokenClientBuilder::clock`]) so tests can
-//! drive expiry without sleeping.
+//! not as transport errors. API requests sent by [`ClientHandle::call`] have the same timeouts
+//! as token requests unless you bring your own agent. The clock is injectable
+//! ([`TokenClientBuilder::clock`]) so tests drive expiry, and the background refresh, without
+//! sleeping.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod pool;
+
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use token_core::{
-    ClientConfig, Lookup, ManagerConfig, Target, Token, TokenKey, TokenRequest, TransportErrorKind,
-    TransportFailure,
+    ClientConfig, StoreFailure, StoreReply, StoreRequest, Token, TokenKey, TokenRequest,
+    TransportErrorKind, TransportFailure,
 };
-use token_driver::Driver;
+use token_driver::{Driver, Executor, HandleCore, Wake};
 
 pub use token_core;
 pub use token_driver::{
-    Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, SystemClock,
-    TransportConfig,
+    BlockingStore, Clock, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Error, ManualClock, Stats,
+    SystemClock, TransportConfig,
 };
+
+use pool::Pool;
 
 const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), " (ureq)");
 
@@ -54,49 +65,40 @@ const USER_AGENT: &str = concat!("booking-tokens/", env!("CARGO_PKG_VERSION"), "
 pub struct TokenClientBuilder {
     config: TransportConfig,
     api_agent: Option<ureq::Agent>,
+    store: Option<Arc<dyn BlockingStore>>,
 }
 
 impl fmt::Debug for TokenClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClientBuilder")
             .field("config", &self.config)
+            .field("store", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl TokenClientBuilder {
-    /// Lifecycle tunables (refresh window, backoff, ...).
-    pub fn manager_config(mut self, config: ManagerConfig) -> Self {
-        self.config.manager = config;
-        self
-    }
+    token_driver::transport_builder_settings!();
 
-    /// Overall timeout of one token request (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeout = timeout;
-        self
-    }
-
-    /// Connect timeout of one token request (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The clock (default: the system's). Inject a [`ManualClock`] to test expiry.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Arc::new(clock);
-        self
-    }
-
-    /// The agent [`ClientHandle::call`] uses for API requests (default: ureq's defaults with
-    /// HTTP error statuses returned as responses).
+    /// The agent [`ClientHandle::call`] uses for API requests (default: ureq's defaults with the
+    /// client's timeouts and HTTP error statuses returned as responses).
     pub fn api_agent(mut self, agent: ureq::Agent) -> Self {
         self.api_agent = Some(agent);
         self
     }
 
-    /// Builds the client.
+    /// A store shared by every process of a fleet (e.g. `token-store-redis`), asked before the
+    /// token endpoint and told what was fetched, so the fleet makes one token request per key
+    /// per lifetime. Without one, tokens live in this process only.
+    pub fn store(mut self, store: impl BlockingStore) -> Self {
+        self.store = Some(Arc::new(store));
+        if self.config.manager.store.is_none() {
+            self.config.manager.store = Some(Default::default());
+        }
+        self
+    }
+
+    /// Builds the client and starts its timer thread.
     pub fn build(self) -> TokenClient {
         let token_agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
@@ -111,35 +113,71 @@ impl TokenClientBuilder {
             ureq::Agent::new_with_config(
                 ureq::Agent::config_builder()
                     .http_status_as_error(false)
+                    .timeout_global(Some(self.config.timeout))
+                    .timeout_connect(Some(self.config.connect_timeout))
                     .user_agent(USER_AGENT)
                     .build(),
             )
         });
+        let signal = Arc::new(Signal::default());
+        let pool = Arc::new(Pool::new(self.config.max_concurrent));
+        let executor = UreqExecutor {
+            pool: Arc::clone(&pool),
+            token_agent,
+            store: self.store,
+            signal: Arc::clone(&signal),
+        };
+        let driver = Driver::new(&self.config, executor);
+        let wake: Arc<Wake> = {
+            let signal = Arc::clone(&signal);
+            Arc::new(move || signal.wake())
+        };
+        self.config.clock.watch(Arc::downgrade(&wake));
+        let worker_driver = Arc::clone(&driver);
+        let worker_signal = Arc::clone(&signal);
+        let spawned = std::thread::Builder::new()
+            .name("token-timers".into())
+            .spawn(move || run_worker(&worker_driver, &worker_signal));
+        if let Err(error) = spawned {
+            // Without a timer thread tokens still flow (callers step the timers when they
+            // miss); only the background refresh is lost.
+            tracing::error!(%error, "could not start the token timer thread");
+        }
         TokenClient {
             inner: Arc::new(Inner {
-                driver: self.config.driver(),
-                token_agent,
+                driver,
                 api_agent,
-                wake: Mutex::new(()),
-                changed: Condvar::new(),
+                signal,
+                pool,
+                _wake: wake,
             }),
         }
     }
 }
 
-/// A blocking token client: cache, single flight, early refresh and backoff over ureq.
-/// Cheap to clone; clones share their cache.
+/// A blocking token client: cache, single flight, background refresh and backoff over ureq.
+/// Cheap to clone; clones share their cache, timer thread and request pool.
 #[derive(Clone)]
 pub struct TokenClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    driver: Driver,
-    token_agent: ureq::Agent,
+    driver: Arc<Driver>,
     api_agent: ureq::Agent,
-    wake: Mutex<()>,
-    changed: Condvar,
+    signal: Arc<Signal>,
+    pool: Arc<Pool>,
+    /// Keeps the clock's wake-up callback alive as long as the client.
+    _wake: Arc<Wake>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last clone is gone: stop the timer thread and the pool (requests in progress
+        // finish on their own; nobody is left to wait for them).
+        self.signal.stop();
+        self.pool.stop();
+    }
 }
 
 impl fmt::Debug for TokenClient {
@@ -167,110 +205,227 @@ impl TokenClient {
         TokenClientBuilder {
             config: TransportConfig::default(),
             api_agent: None,
+            store: None,
         }
     }
 
     /// Registers a provider configuration. Registering an equal configuration again shares
     /// its tokens.
     pub fn register(&self, config: ClientConfig) -> ClientHandle {
-        let (id, config) = self.inner.driver.register(config);
         ClientHandle {
+            core: HandleCore::register(&self.inner.driver, config),
             client: self.clone(),
-            key: TokenKey::new(id),
-            config,
         }
     }
 
-    /// A valid token for `key`.
+    /// A valid token for `key` (a handle's [`token`](ClientHandle::token) skips the key lookup).
     pub fn token(&self, key: &TokenKey) -> Result<Token, Error> {
-        if let Some(token) = self.inner.driver.cached(key) {
-            return Ok(token);
-        }
-        loop {
-            let step = self.inner.driver.step(key)?;
-            let sent = !step.sends.is_empty();
-            self.send_all(step.sends);
-            match step.lookup {
-                Lookup::Ready(token) => return Ok(token),
-                Lookup::Failed { error, .. } => return Err(error.into()),
-                Lookup::Pending if sent => continue,
-                Lookup::Pending => self.wait_for_change(step.generation),
-            }
-        }
+        let slot = self.inner.driver.slot(key);
+        self.inner.driver.token_blocking(&slot)
+    }
+
+    /// What the client did so far (cache hits and misses, token requests, refreshes, ...).
+    pub fn stats(&self) -> Stats {
+        self.inner.driver.stats()
     }
 
     /// The shared driver (for inspection in tests and tools).
-    pub fn driver(&self) -> &Driver {
+    pub fn driver(&self) -> &Arc<Driver> {
         &self.inner.driver
-    }
-
-    fn wait_for_change(&self, generation: u64) {
-        let guard = self
-            .inner
-            .wake
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A bounded wait: each wake-up steps the manager again, which also abandons a request
-        // whose sender vanished, so nobody waits forever.
-        let _ = self
-            .inner
-            .changed
-            .wait_timeout_while(guard, Duration::from_millis(250), |_| {
-                self.inner.driver.generation() == generation
-            });
-    }
-
-    fn notify(&self) {
-        drop(
-            self.inner
-                .wake
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        self.inner.changed.notify_all();
-    }
-
-    /// Sends each request (and any it causes) on this thread, with no lock held.
-    fn send_all(&self, mut sends: Vec<TokenRequest>) {
-        while let Some(send) = sends.pop() {
-            let id = send.id;
-            let outcome = self.execute(send);
-            sends.extend(self.inner.driver.complete(id, outcome));
-            self.notify();
-        }
-    }
-
-    fn execute(&self, send: TokenRequest) -> Result<http::Response<Vec<u8>>, TransportFailure> {
-        let (kind, organization) = match &send.target {
-            Target::Access(key) => ("access", key.organization().map(str::to_owned)),
-            _ => ("refresh", None),
-        };
-        let span = tracing::info_span!(
-            "token_request",
-            provider = %send.provider,
-            target = kind,
-            organization = organization.as_deref(),
-            status = tracing::field::Empty,
-        );
-        let _entered = span.enter();
-        let limit = send.max_body_bytes;
-        let response = self.inner.token_agent.run(send.request).map_err(failure)?;
-        span.record("status", response.status().as_u16());
-        let (parts, body) = response.into_parts();
-        let body = token_driver::read_capped(body.into_with_config().reader(), limit).map_err(
-            |e| match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
-                Some(Ok(ureq_error)) => failure(*ureq_error),
-                _ => TransportFailure::new(
-                    TransportErrorKind::Io,
-                    "reading the response body failed",
-                ),
-            },
-        )?;
-        Ok(http::Response::from_parts(parts, body))
     }
 }
 
-/// Classifies a ureq error (its message names no secret: ureq never prints bodies or headers).
+/// The timer thread: run the lifecycle's due timers, sleep until the next deadline or a
+/// wake-up, until the client is dropped.
+fn run_worker(driver: &Arc<Driver>, signal: &Signal) {
+    loop {
+        let next = driver.run_timers();
+        let mut state = signal.lock();
+        loop {
+            if state.stopped {
+                return;
+            }
+            if state.woken {
+                state.woken = false;
+                break;
+            }
+            let now = driver.clock().now();
+            if now >= next {
+                break;
+            }
+            state = signal
+                .changed
+                .wait_timeout(state, next - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Wakes and stops the timer thread.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    woken: bool,
+    stopped: bool,
+}
+
+impl Signal {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SignalState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wake(&self) {
+        self.lock().woken = true;
+        self.changed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_one();
+    }
+}
+
+/// Runs requests and store operations on the pool.
+struct UreqExecutor {
+    pool: Arc<Pool>,
+    token_agent: ureq::Agent,
+    store: Option<Arc<dyn BlockingStore>>,
+    signal: Arc<Signal>,
+}
+
+impl Executor for UreqExecutor {
+    fn send(&self, driver: &Arc<Driver>, request: TokenRequest) {
+        let agent = self.token_agent.clone();
+        let mut report = Report::request(driver, request.id);
+        self.pool.submit(Box::new(move || {
+            let span = token_driver::request_span(&request);
+            let _entered = span.enter();
+            report.sent();
+            let outcome = execute(&agent, request);
+            if let Ok(response) = &outcome {
+                span.record("status", response.status().as_u16());
+            }
+            report.finish(outcome);
+        }));
+    }
+
+    fn store(&self, driver: &Arc<Driver>, request: StoreRequest) {
+        let mut report = Report::store(driver, request.id);
+        let Some(store) = self.store.clone() else {
+            report.finish_store(StoreReply::Failed(StoreFailure::new("no store configured")));
+            return;
+        };
+        self.pool.submit(Box::new(move || {
+            let reply = store.execute(&request);
+            report.finish_store(reply);
+        }));
+    }
+
+    fn wake(&self) {
+        self.signal.wake();
+    }
+}
+
+/// Reports a request's (or store operation's) outcome exactly once: with its result, or, if
+/// the job panics or is dropped unrun (the client shutting down), as a failure, so nobody
+/// waits on work nobody will finish.
+struct Report {
+    driver: Arc<Driver>,
+    pending: Option<Pending>,
+}
+
+#[derive(Clone, Copy)]
+enum Pending {
+    Request(token_core::RequestId),
+    Store(token_core::StoreOpId),
+}
+
+impl Report {
+    fn request(driver: &Arc<Driver>, id: token_core::RequestId) -> Self {
+        Self {
+            driver: Arc::clone(driver),
+            pending: Some(Pending::Request(id)),
+        }
+    }
+
+    fn store(driver: &Arc<Driver>, id: token_core::StoreOpId) -> Self {
+        Self {
+            driver: Arc::clone(driver),
+            pending: Some(Pending::Store(id)),
+        }
+    }
+
+    fn sent(&self) {
+        if let Some(Pending::Request(id)) = self.pending {
+            self.driver.sent(id);
+        }
+    }
+
+    // The report is marked done only once it went through: if reporting panics, the drop
+    // guard reports a failure instead.
+    fn finish(&mut self, outcome: Result<http::Response<Vec<u8>>, TransportFailure>) {
+        if let Some(Pending::Request(id)) = self.pending {
+            self.driver.complete(id, outcome);
+            self.pending = None;
+        }
+    }
+
+    fn finish_store(&mut self, reply: StoreReply) {
+        if let Some(Pending::Store(id)) = self.pending {
+            self.driver.complete_store(id, reply);
+            self.pending = None;
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        match self.pending.take() {
+            Some(Pending::Request(id)) => self.driver.complete(
+                id,
+                Err(TransportFailure::new(
+                    TransportErrorKind::Other,
+                    "the token request was abandoned (a panic, or the client shutting down)",
+                )),
+            ),
+            Some(Pending::Store(id)) => self.driver.complete_store(
+                id,
+                StoreReply::Failed(StoreFailure::new("the store operation was abandoned")),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// Sends one token request and reads its response, capped.
+fn execute(
+    agent: &ureq::Agent,
+    send: TokenRequest,
+) -> Result<http::Response<Vec<u8>>, TransportFailure> {
+    let limit = send.max_body_bytes;
+    let response = agent.run(send.request).map_err(failure)?;
+    let (parts, body) = response.into_parts();
+    let body =
+        token_driver::read_capped(body.into_with_config().reader(), limit).map_err(|e| match e
+            .into_inner()
+            .map(|inner| inner.downcast::<ureq::Error>())
+        {
+            Some(Ok(ureq_error)) => failure(*ureq_error),
+            _ => TransportFailure::new(TransportErrorKind::Io, "reading the response body failed"),
+        })?;
+    Ok(http::Response::from_parts(parts, body))
+}
+
+/// Classifies a ureq error. Its message never names a body or header; URLs in it lose their
+/// user info and query.
 fn failure(error: ureq::Error) -> TransportFailure {
     use std::io::ErrorKind as Io;
     let kind = match &error {
@@ -290,24 +445,34 @@ fn failure(error: ureq::Error) -> TransportFailure {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => TransportErrorKind::Io,
         _ => TransportErrorKind::Other,
     };
-    TransportFailure::new(kind, error.to_string())
+    let message = match &error {
+        ureq::Error::BadUri(_) => "invalid URI".to_owned(),
+        other => token_core::redact_urls(&other.to_string()),
+    };
+    TransportFailure::new(kind, message)
 }
 
-/// One registered provider configuration (and, for bookingtime, one organization).
-/// Cheap to clone.
+/// One registered provider configuration (and, for bookingtime, one organization; for the
+/// Authorization Code flow, one user). Cheap to clone.
 #[derive(Clone)]
 pub struct ClientHandle {
+    core: HandleCore,
     client: TokenClient,
-    key: TokenKey,
-    config: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for ClientHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientHandle")
-            .field("provider", &self.config.provider())
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        self.core.fmt(f)
+    }
+}
+
+impl std::ops::Deref for ClientHandle {
+    type Target = HandleCore;
+
+    /// The accessors and commands both transports' handles share: [`HandleCore::config`],
+    /// [`HandleCore::key`], [`HandleCore::invalidate`], [`HandleCore::confirm`], ...
+    fn deref(&self) -> &HandleCore {
+        &self.core
     }
 }
 
@@ -316,53 +481,52 @@ impl ClientHandle {
     /// sharing the client's refresh token).
     pub fn organization(&self, organization: &str) -> ClientHandle {
         ClientHandle {
+            core: self.core.organization(organization),
             client: self.client.clone(),
-            key: TokenKey::with_organization(self.key.client(), organization),
-            config: Arc::clone(&self.config),
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
+    /// The same client for a user's grant (the Authorization Code flow), named by your id for
+    /// the user.
+    pub fn user(&self, user: &str) -> ClientHandle {
+        ClientHandle {
+            core: self.core.user(user),
+            client: self.client.clone(),
+        }
     }
 
-    /// The cache key.
-    pub fn key(&self) -> &TokenKey {
-        &self.key
-    }
-
-    /// A valid token.
+    /// A valid token: the cached one (no lock, no allocation beyond a reference count), or, for
+    /// the key's first token, after the fetch.
     pub fn token(&self) -> Result<Token, Error> {
-        self.client.token(&self.key)
+        self.core.driver().token_blocking(self.core.slot())
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to `request`; returns the
-    /// token used (report it to [`invalidate`](Self::invalidate) if the API answers 401).
+    /// token used (report it to [`invalidate`](HandleCore::invalidate) if the API answers 401).
     ///
     /// Refuses (before fetching a token) an absolute `http://` URL to a host that is not
     /// loopback unless the configuration allows insecure HTTP.
     pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<Token, Error> {
-        self.config.check_api_uri(request.uri())?;
+        self.config().check_api_uri(request.uri())?;
         let token = self.token()?;
-        self.config
+        self.config()
             .authorize_with(request.headers_mut(), token.authorization().clone());
         Ok(token)
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to a ureq request builder
     /// (`agent.get(url)`); also returns the token used (report it to
-    /// [`invalidate`](Self::invalidate) if the API answers 401).
+    /// [`invalidate`](HandleCore::invalidate) if the API answers 401).
     pub fn authorize_ureq<B>(
         &self,
         request: ureq::RequestBuilder<B>,
     ) -> Result<(ureq::RequestBuilder<B>, Token), Error> {
         if let Some(uri) = request.uri_ref() {
-            self.config.check_api_uri(uri)?;
+            self.config().check_api_uri(uri)?;
         }
         let token = self.token()?;
         let mut headers = http::HeaderMap::new();
-        self.config
+        self.config()
             .authorize_with(&mut headers, token.authorization().clone());
         let request = headers.iter().fold(request, |request, (name, value)| {
             request.header(name, value)
@@ -370,17 +534,10 @@ impl ClientHandle {
         Ok((request, token))
     }
 
-    /// Reports that the API rejected `token`; the cache drops it only if it is still current,
-    /// so many 401s for one token cause one renewal. Returns whether it was dropped.
-    pub fn invalidate(&self, token: &Token) -> bool {
-        self.client
-            .inner
-            .driver
-            .invalidate(&self.key, token.access_token())
-    }
-
-    /// Sends an API request with the token attached. On a 401 it invalidates the token, gets a
-    /// new one and retries once. HTTP error statuses are returned as responses.
+    /// Sends an API request with the token attached. On a 401 it invalidates the token and,
+    /// if that dropped it, retries once with a new one; if the API refused the previous new
+    /// token too, renewal is backing off and the 401 is returned as is (see
+    /// [`HandleCore::invalidate`]). HTTP error statuses are returned as responses.
     pub fn call(
         &self,
         request: http::Request<Vec<u8>>,
@@ -389,12 +546,21 @@ impl ClientHandle {
         let token = self.authorize(&mut first)?;
         let response = self.send_api(first)?;
         if response.status() != http::StatusCode::UNAUTHORIZED {
+            self.confirm(&token);
             return Ok(response);
         }
-        self.invalidate(&token);
+        if !self.invalidate(&token) {
+            return Ok(response);
+        }
         let mut retry = request;
-        self.authorize(&mut retry)?;
-        self.send_api(retry)
+        let token = self.authorize(&mut retry)?;
+        let response = self.send_api(retry)?;
+        if response.status() == http::StatusCode::UNAUTHORIZED {
+            self.invalidate(&token);
+        } else {
+            self.confirm(&token);
+        }
+        Ok(response)
     }
 
     fn send_api(
@@ -433,6 +599,8 @@ impl ureq::middleware::Middleware for BearerMiddleware {
         let response = next.handle(request)?;
         if response.status() == http::StatusCode::UNAUTHORIZED {
             self.0.invalidate(&token);
+        } else {
+            self.0.confirm(&token);
         }
         Ok(response)
     }
@@ -448,5 +616,11 @@ mod tests {
         check::<TokenClient>();
         check::<ClientHandle>();
         check::<BearerMiddleware>();
+    }
+
+    #[test]
+    fn url_secrets_never_reach_a_failure_message() {
+        let f = failure(ureq::Error::BadUri("http://u:PASSWORD@h/?k=KEY".into()));
+        assert!(!f.message().contains("PASSWORD") && !f.message().contains("KEY"));
     }
 }

@@ -147,6 +147,33 @@ impl Default for ManagerConfig {
     }
 }
 
+/// What [`TokenManager::invalidate`] did with a rejected token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// It was the current token and is dropped: the next request fetches a new one.
+    Dropped,
+    /// It is not (or no longer) the key's current token: nothing changed (a newer token may
+    /// already be there).
+    NotCurrent,
+    /// It was the current token, but the previous new token was refused too: it is kept (so
+    /// callers get the API's answer) and renewed after a backoff.
+    Kept,
+}
+
+impl Invalidation {
+    /// Whether it was dropped.
+    pub fn dropped(self) -> bool {
+        self == Self::Dropped
+    }
+
+    /// Whether retrying the API call with the key's token (now or soon a new one) is
+    /// worthwhile: not when renewal is backing off.
+    pub fn retry(self) -> bool {
+        self != Self::Kept
+    }
+}
+
 /// An organization may drop its grant's refresh token after an `invalid_grant` at most this
 /// often while its own failures continue.
 const GRANT_CHALLENGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -431,13 +458,17 @@ impl TokenManager {
 
     /// Reports that the API rejected `rejected` (e.g. a 401). Only the current token counts, so
     /// a burst of 401s for one token is one rejection. The first rejection since the API last
-    /// accepted a token drops it (the next request fetches a new one) and returns `true`; later
-    /// ones keep serving it and schedule a renewal with backoff (see the [module
-    /// docs](self#rejected-tokens)) and return `false`.
-    pub fn invalidate(&mut self, now: Instant, key: &TokenKey, rejected: &AccessToken) -> bool {
+    /// accepted a token drops it (the next request fetches a new one); later ones keep serving
+    /// it and schedule a renewal with backoff (see the [module docs](self#rejected-tokens)).
+    pub fn invalidate(
+        &mut self,
+        now: Instant,
+        key: &TokenKey,
+        rejected: &AccessToken,
+    ) -> Invalidation {
         let now = self.observe(now);
         let Some(&i) = self.keys.get(key) else {
-            return false;
+            return Invalidation::NotCurrent;
         };
         let entry = &self.entries[i];
         if !entry
@@ -445,17 +476,17 @@ impl TokenManager {
             .as_ref()
             .is_some_and(|t| t.access_token() == rejected)
         {
-            return false;
+            return Invalidation::NotCurrent;
         }
         let (store_gen, rejections) = (entry.store_gen, entry.rejections);
         if let Some(generation) = store_gen {
             self.store_op(Owner::Entry(i), StoreOp::Invalidate { generation });
         }
-        let dropped = if rejections == 0 {
+        let outcome = if rejections == 0 {
             let entry = &mut self.entries[i];
             entry.token = None;
             entry.store_gen = None;
-            true
+            Invalidation::Dropped
         } else {
             let delay = schedule::exponential(
                 &mut self.rng,
@@ -466,12 +497,12 @@ impl TokenManager {
             let renew = later(now, delay);
             let entry = &mut self.entries[i];
             entry.renew_at = Some(entry.renew_at.map_or(renew, |r| r.min(renew)));
-            false
+            Invalidation::Kept
         };
         let entry = &mut self.entries[i];
         entry.rejections = rejections.saturating_add(1);
         self.rearm(now, Owner::Entry(i));
-        dropped
+        outcome
     }
 
     /// Reports that the API accepted `accepted`: clears the key's rejection backoff.
@@ -521,6 +552,32 @@ impl TokenManager {
         };
         if let Err(error) = accepted {
             self.fail(now, Some(wall), flight, error);
+        }
+        self.rearm(now, owner);
+        Ok(())
+    }
+
+    /// Reports that request `id` actually went out at `now` (a driver that queues requests
+    /// before sending them): its timeout, and its token's lifetime, count from here rather than
+    /// from when it was issued. Optional; unknown or finished requests are ignored.
+    pub fn handle_sent(&mut self, now: Instant, id: RequestId) -> Result<(), ApiMisuse> {
+        let now = self.observe(now);
+        if id.manager != self.id || id.seq >= self.next_seq {
+            return Err(ApiMisuse::UnknownRequest(id));
+        }
+        let Some(flight) = self.flights.get_mut(&id) else {
+            return Ok(());
+        };
+        let owner = flight.owner;
+        flight.sent_at = flight.sent_at.max(now);
+        let sent = flight.sent_at;
+        if let Some(Phase::Fetching {
+            request, sent_at, ..
+        }) = self.fetch_mut_checked(owner).map(|f| &mut f.phase)
+        {
+            if *request == id {
+                *sent_at = sent;
+            }
         }
         self.rearm(now, owner);
         Ok(())
@@ -700,7 +757,9 @@ impl TokenManager {
         self.keys.get(key).map(|&i| &self.entries[i])
     }
 
-    fn check_key(&self, key: &TokenKey) -> Result<(), ApiMisuse> {
+    /// Checks that `key` can be asked for: a client this manager registered, with an
+    /// organization exactly when its flow has organizations.
+    pub fn check_key(&self, key: &TokenKey) -> Result<(), ApiMisuse> {
         let index = self
             .client_index(key.client)
             .ok_or(ApiMisuse::UnknownClient)?;
@@ -757,6 +816,13 @@ impl TokenManager {
         match owner {
             Owner::Entry(i) => self.entries.get(i).map(|e| &e.fetch),
             Owner::Grant(g) => self.grants.get(g).map(|g| &g.fetch),
+        }
+    }
+
+    fn fetch_mut_checked(&mut self, owner: Owner) -> Option<&mut Fetch> {
+        match owner {
+            Owner::Entry(i) => self.entries.get_mut(i).map(|e| &mut e.fetch),
+            Owner::Grant(g) => self.grants.get_mut(g).map(|g| &mut g.fetch),
         }
     }
 

@@ -733,6 +733,27 @@ pub(crate) fn validate_token_url(url: &str, allow_insecure_http: bool) -> Result
     }
 }
 
+/// `text` with every URL in it (anything from a `scheme://`) passed through [`display_url`]:
+/// for error messages of HTTP clients, which quote the URL they failed on.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL starts after the last separator before `://`.
+        let start = rest[..at]
+            .rfind(|c: char| c.is_whitespace() || "([<\"'".contains(c))
+            .map_or(0, |i| i + 1);
+        let len = rest[start..]
+            .find(|c: char| c.is_whitespace() || ")]>\"'".contains(c))
+            .unwrap_or(rest.len() - start);
+        out.push_str(&rest[..start]);
+        out.push_str(&display_url(&rest[start..start + len]));
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A URL as it may appear in a message or a log: without user info (`user:password@`), query
 /// and fragment (`?api_key=…`), sanitized and capped. Works on anything, parsable or not.
 pub fn display_url(url: &str) -> String {
@@ -930,6 +951,15 @@ mod tests {
         assert_eq!(display_url("https://h/p?q=1"), "https://h/p");
         assert_eq!(display_url("https://a@b@h:1/p@x"), "https://h:1/p@x");
         assert_eq!(display_url("no url at all?secret"), "no url at all");
+        assert_eq!(
+            redact_urls("error sending request for url (http://u:PW@h:1/p?key=K): refused"),
+            "error sending request for url (http://h:1/p): refused"
+        );
+        assert_eq!(
+            redact_urls("a https://x/?q b http://y#f"),
+            "a https://x/ b http://y"
+        );
+        assert_eq!(redact_urls("no url"), "no url");
     }
 
     #[test]

@@ -1,7 +1,6 @@
-//! A sans-IO fake token server and a driver with virtual time, shared by the lifecycle tests.
+//! A sans-IO fake token server, a fake shared store and a virtual-time harness around the
+//! manager, for token-core's tests.
 //! Nothing here sleeps: time is an `Instant` the test moves by hand.
-
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,13 @@
+//! Test support shared by the workspace (`publish = false`).
+//!
+//! - [`sansio`]: a sans-IO fake token endpoint, a fake shared store and a virtual-time harness
+//!   around `token_core::TokenManager`, for the core's tests (nothing sleeps: time is an
+//!   `Instant` the test moves).
+//! - [`conformance`]: the transport scenarios, written once against the [`conformance::Transport`]
+//!   trait and run by each transport's tests.
+
+#![forbid(unsafe_code)]
+#![allow(missing_docs, clippy::missing_panics_doc)]
+
+pub mod conformance;
+pub mod sansio;
