@@ -219,8 +219,11 @@ fn hiccup(sim: &Simulator) -> Result<(), Box<dyn Error>> {
         .build();
     let handle = client.register(sim.preset(Preset::Octorate).build()?);
     let first = handle.token()?;
-    clock.advance(Duration::from_secs(1400)); // 40 s before expiry: inside the refresh window
     sim.inject(Provider::Octorate, Fault::HtmlServiceUnavailable, 50);
+    // 40 s before expiry, inside the refresh window: the client's timer tries to refresh in the
+    // background and gets 503s (a manual clock moves in no time; let the timer catch up).
+    clock.advance(Duration::from_secs(1400));
+    client.driver().wait_settled(Duration::from_secs(10));
     let served = (0..10)
         .filter(|_| {
             handle
@@ -232,6 +235,7 @@ fn hiccup(sim: &Simulator) -> Result<(), Box<dyn Error>> {
         "  Token endpoint answering 503 during a refresh: {served}/10 calls still got the valid token."
     );
     clock.advance(Duration::from_secs(60)); // now past expiry
+    client.driver().wait_settled(Duration::from_secs(10));
     match handle.token() {
         Ok(_) => println!("  ...and after expiry a token again (the endpoint recovered)."),
         Err(e) => println!("  ...and after expiry, the error instead of an expired token: {e}"),

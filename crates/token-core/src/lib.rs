@@ -1,4 +1,4 @@
-//! Sans-IO OAuth 2.0 client-credentials tokens for booking-platform APIs.
+//! Sans-IO OAuth 2.0 tokens for booking-platform APIs.
 //!
 //! `token-core` knows how each provider wants its token requested (Bookable, bookingtime,
 //! Octorate octotable, BookyFlow, any RFC 6749 endpoint), how to read whatever their endpoints
@@ -9,18 +9,25 @@
 //! deterministically.
 //!
 //! # Two layers
-//! - **Protocol**: [`presets`] and [`ClientConfig`] build requests
+//! - **Protocol** ([`protocol`]): [`presets`] and [`ClientConfig`] build requests
 //!   ([`ClientConfig::token_request`]); [`parse_token_response`] turns any response into a
-//!   [`TokenResponse`] or a typed [`Error`].
-//! - **Lifecycle**: [`TokenManager`] caches tokens per [`TokenKey`], refreshes them early,
-//!   keeps at most one request in flight per key, backs off after failures, invalidates
-//!   precisely, and runs bookingtime's refresh-token chain. See the [`manager`] module for the
-//!   time contract and the refresh rule.
+//!   [`TokenResponse`] or a typed [`Error`]. Pure functions; never imports the lifecycle.
+//! - **Lifecycle** ([`lifecycle`]): [`TokenManager`] caches tokens per [`TokenKey`], refreshes
+//!   them early, keeps at most one request in flight per key, backs off after failures and after
+//!   repeated rejections, invalidates precisely, runs refresh-token grants (bookingtime's chain,
+//!   users' grants), and can share tokens across processes through a store. Every deadline lives
+//!   in one timer table. See the [`manager`] module for the time contract and the rules, and
+//!   [`lifecycle::store`] for the store channel.
 //!
 //! # The drive loop
 //! A driver feeds the manager commands and inputs, then drains [`TokenManager::poll_output`]
-//! until [`Output::Timeout`]: send each [`Output::Send`], wake callers on each [`Output::Event`],
-//! and call [`TokenManager::handle_timeout`] at the timeout. Here the "network" is a closure:
+//! until [`Output::Timeout`]: send each [`Output::Send`] (and run each [`Output::Store`] when a
+//! store is configured), republish what [`TokenManager::servable`] says on each
+//! [`Event::Changed`], wake callers on [`Event::Token`] and [`Event::Failed`], and call
+//! [`TokenManager::handle_timeout`] at the timeout, with or without callers: that is what
+//! refreshes tokens in use in the background. A driver that serves cache hits from a published
+//! snapshot reports the first hit on each token with [`TokenManager::touch`]. Here the
+//! "network" is a closure:
 //!
 //! ```
 //! use std::time::{Duration, Instant as MonotonicClock, SystemTime};
@@ -106,8 +113,10 @@
 //!
 //! # Secrets
 //! [`ClientSecret`], [`AccessToken`] and [`RefreshToken`] print `[redacted]` from `Debug` and
-//! have no `Display`. Errors carry sanitized server text with the client secret redacted.
-//! Authorization headers built here are marked sensitive.
+//! have no `Display`. Errors never quote a success body; the server text they carry is sanitized,
+//! with the client secret, every token the response carried and every secret the request sent
+//! (a refresh token) redacted. URLs in messages lose their user info and query
+//! ([`display_url`]). Authorization headers built here are marked sensitive.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
