@@ -130,12 +130,16 @@ pub use lifecycle::token::Token;
 pub use protocol::{jwt, presets};
 
 pub use lifecycle::manager::{
-    ClientId, Event, GrantKey, Invalidation, Lookup, ManagerConfig, Output, RequestId, StoreOpId,
-    Subject, Target, TokenKey, TokenManager, TokenRequest,
+    AuthorizationStart, ClientId, Event, GrantKey, Invalidation, Lookup, ManagerConfig, Output,
+    RequestId, StartAuthorizationError, StoreOpId, Subject, Target, TokenKey, TokenManager,
+    TokenRequest,
 };
 pub use lifecycle::store::{
     StoreFailure, StoreKey, StoreOp, StoreRecord, StoreReply, StoreRequest, StoreSettings,
     StoredValue,
+};
+pub use protocol::authorization::{
+    AuthorizationCode, AuthorizationError, AuthorizationState, PkceVerifier,
 };
 pub use protocol::config::{
     BodyEncoding, ClientAuth, ClientConfig, ClientConfigBuilder, Credentials,

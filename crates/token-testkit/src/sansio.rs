@@ -42,6 +42,21 @@ pub struct FakeServer {
     pub refresh_token_requests: usize,
     /// The next this many refresh-token requests get a 503.
     pub fail_refresh_token_requests: usize,
+    /// Every refresh-token grant returns a new refresh token and revokes the one it used.
+    pub rotate_refresh: bool,
+    /// A code exchange returns an access token with the refresh token (RFC 6749 servers);
+    /// otherwise the refresh token alone (bookingtime).
+    pub code_returns_access: bool,
+}
+
+/// A string field of a request body, JSON or form.
+pub fn body_field(body: &[u8], name: &str) -> Option<String> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        return map.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 impl FakeServer {
@@ -56,6 +71,8 @@ impl FakeServer {
             reject_orgs: Vec::new(),
             refresh_token_requests: 0,
             fail_refresh_token_requests: 0,
+            rotate_refresh: false,
+            code_returns_access: false,
         }
     }
 
@@ -91,17 +108,46 @@ impl FakeServer {
             Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
             _ => Reply::Token(self.default_lifetime),
         });
-        // bookingtime's second leg: check the refresh token it carries.
-        if let (Target::Access(key), Reply::Token(_)) = (&send.target, &reply) {
-            if key.organization().is_some() {
-                let body: serde_json::Value = serde_json::from_slice(send.request.body()).unwrap();
-                let rt = body["refresh_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+        // A refresh-token grant (bookingtime's second leg, a user's refresh): check the refresh
+        // token it carries.
+        if let (Target::Access(_), Reply::Token(_)) = (&send.target, &reply) {
+            if let Some(rt) = body_field(send.request.body(), "refresh_token") {
                 if !self.valid_refresh.contains(&rt) {
                     return Ok(json(400, r#"{"error":"invalid_grant"}"#));
                 }
+                if self.rotate_refresh {
+                    self.valid_refresh.retain(|v| *v != rt);
+                    self.issued += 1;
+                    let rotated = format!("rt-{}", self.issued);
+                    self.valid_refresh.push(rotated.clone());
+                    self.issued += 1;
+                    return Ok(json(
+                        200,
+                        &format!(
+                            r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
+                            self.issued, self.default_lifetime
+                        ),
+                    ));
+                }
+            }
+        }
+        // A user's code exchange, RFC 6749 style (access and refresh token at once).
+        if let (Target::RefreshToken(grant), true) = (&send.target, self.code_returns_access) {
+            if grant.subject().user().is_some()
+                && matches!(reply, Reply::Refresh(_))
+                && body_field(send.request.body(), "code").is_some()
+            {
+                self.issued += 1;
+                let rt = format!("rt-{}", self.issued);
+                self.valid_refresh.push(rt.clone());
+                self.issued += 1;
+                return Ok(json(
+                    200,
+                    &format!(
+                        r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rt}"}}"#,
+                        self.issued, self.default_lifetime
+                    ),
+                ));
             }
         }
         Ok(match reply {

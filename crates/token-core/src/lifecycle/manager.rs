@@ -82,6 +82,9 @@ use crate::lifecycle::store::{
 };
 use crate::lifecycle::timers::{Deadlines, Owner, Timer, TimerTable};
 use crate::lifecycle::token::Token;
+use crate::protocol::authorization::{
+    self, AuthorizationCode, AuthorizationError, AuthorizationState, PkceVerifier,
+};
 use crate::protocol::config::{ClientConfig, Flow};
 use crate::protocol::error::{Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
 use crate::protocol::request::{Grant, bearer_header};
@@ -174,6 +177,18 @@ impl Invalidation {
     }
 }
 
+/// Why [`TokenManager::start_authorization`] could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartAuthorizationError {
+    /// The client id is not this manager's.
+    #[error(transparent)]
+    Misuse(#[from] ApiMisuse),
+    /// The client or the redirect URI cannot do it.
+    #[error(transparent)]
+    Authorization(#[from] AuthorizationError),
+}
+
 /// An organization may drop its grant's refresh token after an `invalid_grant` at most this
 /// often while its own failures continue.
 const GRANT_CHALLENGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -253,7 +268,43 @@ struct GrantState {
     used: bool,
     /// Client credentials can renew it; a user's grant only the user can.
     renewable: bool,
+    /// A user's code waiting to be exchanged.
+    code: Option<CodeExchange>,
     deadlines: Deadlines,
+}
+
+/// An authorization code to exchange, with what the exchange needs.
+#[derive(Debug)]
+struct CodeExchange {
+    code: AuthorizationCode,
+    verifier: PkceVerifier,
+    redirect_uri: String,
+}
+
+/// An authorization started and not yet completed.
+#[derive(Debug)]
+struct PendingAuthorization {
+    state: AuthorizationState,
+    verifier: PkceVerifier,
+    redirect_uri: String,
+    grant: GrantKey,
+    expires_at: Instant,
+}
+
+/// How long a started authorization waits for its redirect.
+const AUTHORIZATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An authorization to send the user's browser to (see
+/// [`TokenManager::start_authorization`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AuthorizationStart {
+    /// The authorization URL.
+    pub url: String,
+    /// The grant the authorization is for (the client and the user).
+    pub grant: GrantKey,
+    /// The redirect is refused after this.
+    pub expires_at: Instant,
 }
 
 impl GrantState {
@@ -281,6 +332,7 @@ pub struct TokenManager {
     clients: Vec<Client>,
     keys: HashMap<TokenKey, usize>,
     entries: Slab<Entry>,
+    authorizations: Vec<PendingAuthorization>,
     grant_keys: HashMap<GrantKey, usize>,
     grants: Slab<GrantState>,
     flights: HashMap<RequestId, Flight>,
@@ -318,6 +370,7 @@ impl TokenManager {
             clients: Vec::new(),
             keys: HashMap::new(),
             entries: Slab::new(),
+            authorizations: Vec::new(),
             grant_keys: HashMap::new(),
             grants: Slab::new(),
             flights: HashMap::new(),
@@ -522,6 +575,116 @@ impl TokenManager {
             entry.renew_at = None;
             self.rearm(now, Owner::Entry(i));
         }
+    }
+
+    /// Starts a user's authorization (the Authorization Code flow with PKCE, S256) for
+    /// `client`: returns the URL to send the user's browser to. `user` is the application's id
+    /// for the user (their tokens are keyed [`TokenKey::for_user`]); `redirect_uri` is where
+    /// the authorization server sends the browser back (HTTPS, or `http://127.0.0.1:{port}/…`
+    /// for a loopback listener); `random` is 48 bytes from the operating system's generator
+    /// (the verifier's 32 and the state's 16): the core takes randomness as an argument, like
+    /// time. The redirect is accepted for ten minutes, once.
+    pub fn start_authorization(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        user: impl Into<Arc<str>>,
+        redirect_uri: &str,
+        random: &[u8; 48],
+    ) -> Result<AuthorizationStart, StartAuthorizationError> {
+        let now = self.observe(now);
+        let index = self
+            .client_index(client)
+            .ok_or(StartAuthorizationError::Misuse(ApiMisuse::UnknownClient))?;
+        let config = Arc::clone(&self.clients[index].config);
+        let (verifier_bytes, state_bytes) = random.split_at(32);
+        let verifier = PkceVerifier::from_random(
+            verifier_bytes
+                .try_into()
+                .expect("invariant: 48 bytes split at 32"),
+        );
+        let state = AuthorizationState::from_random(
+            state_bytes
+                .try_into()
+                .expect("invariant: 48 bytes split at 32"),
+        );
+        let url = authorization::authorization_url(&config, redirect_uri, &state, &verifier)?;
+        let grant = GrantKey {
+            client,
+            subject: Subject::User(user.into()),
+        };
+        self.authorizations.retain(|a| now < a.expires_at);
+        let expires_at = later(now, AUTHORIZATION_TIMEOUT);
+        self.authorizations.push(PendingAuthorization {
+            state,
+            verifier,
+            redirect_uri: redirect_uri.to_owned(),
+            grant: grant.clone(),
+            expires_at,
+        });
+        Ok(AuthorizationStart {
+            url,
+            grant,
+            expires_at,
+        })
+    }
+
+    /// Completes an authorization from the redirect the browser was sent to (the full URL, or
+    /// its query): matches its `state` (in constant time) to a pending authorization (which it
+    /// consumes: a replay is refused), checks that it came to that authorization's redirect
+    /// URI exactly and that its RFC 9207 `iss`, if any, names the right server, and sends the
+    /// code-for-token request (with the PKCE verifier). Returns the user's grant: ask for
+    /// [`TokenKey::for_user`] (with an organization for bookingtime) and the request waits for
+    /// the exchange. The user's refresh token feeds their access tokens from then on, and is
+    /// replaced at once when a response rotates it.
+    pub fn complete_authorization(
+        &mut self,
+        now: Instant,
+        redirect: &str,
+    ) -> Result<GrantKey, AuthorizationError> {
+        let now = self.observe(now);
+        self.authorizations.retain(|a| now < a.expires_at);
+        let query_only = redirect.split_once('?').map_or("", |(_, query)| query);
+        let state = form_urlencoded::parse(query_only.as_bytes())
+            .find(|(name, _)| name == "state")
+            .map(|(_, value)| value.into_owned())
+            .ok_or(AuthorizationError::StateMismatch)?;
+        // Every pending state is compared (in constant time), whichever matches.
+        let mut found = None;
+        for (i, pending) in self.authorizations.iter().enumerate() {
+            if pending.state.matches(&state) {
+                found = Some(i);
+            }
+        }
+        let pending = self
+            .authorizations
+            .swap_remove(found.ok_or(AuthorizationError::StateMismatch)?);
+        let parsed = authorization::parse_redirect(redirect, &pending.redirect_uri)?;
+        let index = self
+            .client_index(pending.grant.client)
+            .expect("invariant: authorizations name registered clients");
+        if let Some(expected) = self.clients[index].config.expected_issuer() {
+            authorization::check_issuer(parsed.issuer.as_deref(), &expected)?;
+        }
+        if let Some((code, description)) = parsed.error {
+            return Err(AuthorizationError::Refused { code, description });
+        }
+        let code = parsed.code.ok_or(AuthorizationError::MissingCode)?;
+        let g = self.grant_index(&pending.grant);
+        let grant = &mut self.grants[g];
+        grant.refresh = None;
+        grant.fetch.retry_at = None;
+        grant.fetch.failures = 0;
+        grant.code = Some(CodeExchange {
+            code,
+            verifier: pending.verifier,
+            redirect_uri: pending.redirect_uri,
+        });
+        if grant.fetch.phase == Phase::Idle {
+            self.fetch_now(now, Owner::Grant(g), None);
+        }
+        self.rearm(now, Owner::Grant(g));
+        Ok(pending.grant)
     }
 
     // ---- inputs ----
@@ -806,6 +969,7 @@ impl TokenManager {
             waiting: Vec::new(),
             used: false,
             renewable: key.subject == Subject::App,
+            code: None,
             deadlines: Deadlines::default(),
         });
         self.grant_keys.insert(key.clone(), g);
@@ -1192,7 +1356,30 @@ impl TokenManager {
                 Some(g) => self.fetch_with_grant(now, i, g, lease),
             },
             Owner::Grant(g) => {
-                if !self.grants[g].renewable {
+                let key = self.grants[g].key.clone();
+                let id = if let Some(exchange) = self.grants[g].code.take() {
+                    // A user's code, for their refresh token.
+                    let sent = Arc::from(exchange.code.secret());
+                    self.issue(
+                        now,
+                        owner,
+                        Target::RefreshToken(key),
+                        Grant::AuthorizationCode {
+                            code: &exchange.code,
+                            verifier: &exchange.verifier,
+                            redirect_uri: &exchange.redirect_uri,
+                        },
+                        Some((0, sent)),
+                    )
+                } else if self.grants[g].renewable {
+                    self.issue(
+                        now,
+                        owner,
+                        Target::RefreshToken(key),
+                        Grant::ClientCredentials,
+                        None,
+                    )
+                } else {
                     // Only the user can renew a user's grant.
                     self.grants[g].fetch.phase = Phase::Idle;
                     if let Some(generation) = lease {
@@ -1200,15 +1387,7 @@ impl TokenManager {
                     }
                     self.grant_failed(now, g, Error::AuthorizationRequired, None, false);
                     return;
-                }
-                let key = self.grants[g].key.clone();
-                let id = self.issue(
-                    now,
-                    owner,
-                    Target::RefreshToken(key),
-                    Grant::ClientCredentials,
-                    None,
-                );
+                };
                 self.grants[g].fetch.phase = Phase::Fetching {
                     request: id,
                     sent_at: now,
@@ -1451,11 +1630,26 @@ impl TokenManager {
             return Err(malformed(Malformed::AlreadyExpired));
         }
         let lease = self.grants[g].fetch.lease();
+        let exchanged = !self.grants[g].renewable;
         self.cache_refresh(g, token, flight.sent_at, lifetime, lease);
         self.grants[g].fetch.succeeded();
-        if lease.is_some() {
+        if lease.is_some() || exchanged {
+            // A user's new grant is published under a new generation: it is the newest.
             let record = self.refresh_record(now, g);
             self.publish(now, Owner::Grant(g), lease, record);
+        }
+        // A code exchange that also returned an access token (RFC 6749 servers do; bookingtime
+        // returns the refresh token alone): it is the user's own key's token.
+        if response.access_token().is_some() && config.flow == Flow::ClientCredentials {
+            let key = TokenKey {
+                client: self.grants[g].key.client,
+                subject: self.grants[g].key.subject.clone(),
+                organization: None,
+            };
+            let i = self.entry_index(now, &key);
+            let token = self.access_token(now, wall, config, flight.sent_at, status, &response)?;
+            self.cache_access(now, i, token, None);
+            self.rearm(now, Owner::Entry(i));
         }
         self.resume_waiting(now, g);
         Ok(())

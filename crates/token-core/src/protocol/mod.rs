@@ -3,6 +3,7 @@
 //! beyond reading a JWT `exp` against a wall-clock time it is given. Never imports the
 //! lifecycle.
 
+pub mod authorization;
 pub(crate) mod config;
 pub(crate) mod error;
 pub mod jwt;

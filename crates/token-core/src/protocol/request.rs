@@ -5,6 +5,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request};
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::protocol::authorization::{AuthorizationCode, PkceVerifier};
 use crate::protocol::config::{BodyEncoding, ClientAuth, ClientConfig, Flow};
 use crate::protocol::error::ConfigError;
 use crate::protocol::secret::{AccessToken, RefreshToken};
@@ -23,6 +24,16 @@ pub enum Grant<'a> {
         refresh_token: &'a RefreshToken,
         /// The organization, for [`Flow::OrganizationExchange`] clients.
         organization: Option<&'a str>,
+    },
+    /// `grant_type=authorization_code` (RFC 6749 §4.1.3) with the PKCE verifier (RFC 7636
+    /// §4.5): a user's code for the client's tokens (bookingtime: a refresh token first).
+    AuthorizationCode {
+        /// The code from the redirect.
+        code: &'a AuthorizationCode,
+        /// The verifier whose challenge the authorization request carried.
+        verifier: &'a PkceVerifier,
+        /// The redirect URI the authorization request named, exactly.
+        redirect_uri: &'a str,
     },
 }
 
@@ -46,6 +57,7 @@ impl ClientConfig {
         match grant {
             Grant::ClientCredentials => fields.push(("grant_type", "client_credentials")),
             Grant::RefreshToken { .. } => fields.push(("grant_type", "refresh_token")),
+            Grant::AuthorizationCode { .. } => fields.push(("grant_type", "authorization_code")),
         }
         let basic = self.auth == ClientAuth::BasicAuth && secret.is_some();
         if !basic {
@@ -76,6 +88,15 @@ impl ClientConfig {
                 {
                     fields.push((parameter, org));
                 }
+            }
+            Grant::AuthorizationCode {
+                code,
+                verifier,
+                redirect_uri,
+            } => {
+                fields.push(("code", code.secret()));
+                fields.push(("redirect_uri", redirect_uri));
+                fields.push(("code_verifier", verifier.secret()));
             }
         }
         fields.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
