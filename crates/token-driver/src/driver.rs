@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event as Signal, Listener as _};
 use token_core::{
-    AccessToken, ApiMisuse, ClientConfig, ClientId, Event, Invalidation, Lookup, Output, RequestId,
+    AccessToken, ApiMisuse, AuthorizationStart, ClientConfig, ClientId, Event, GrantKey,
+    Invalidation, Lookup, Output, RequestId,
     StoreOpId, StoreReply, StoreRequest, Target, Token, TokenKey, TokenManager, TokenRequest,
     TransportFailure,
 };
@@ -281,6 +282,35 @@ impl Driver {
         if slot.probation() {
             self.with_core(|manager, now| manager.confirm(now, slot.key(), token));
         }
+    }
+
+    /// Starts a user's authorization for `client` (see
+    /// [`TokenManager::start_authorization`]), with 48 bytes from the operating system's random
+    /// generator.
+    pub fn start_authorization(
+        self: &Arc<Self>,
+        client: ClientId,
+        user: &str,
+        redirect_uri: &str,
+    ) -> Result<AuthorizationStart, Error> {
+        let mut random = [0u8; 48];
+        getrandom::fill(&mut random).map_err(|e| {
+            Error::Transport(TransportFailure::new(
+                token_core::TransportErrorKind::Other,
+                format!("no randomness from the operating system: {e}"),
+            ))
+        })?;
+        let started = self.with_core(|manager, now| {
+            manager.start_authorization(now, client, user, redirect_uri, &random)
+        });
+        random.fill(0);
+        Ok(started?)
+    }
+
+    /// Completes an authorization from its redirect (see
+    /// [`TokenManager::complete_authorization`]): the code exchange goes out at once.
+    pub fn complete_authorization(self: &Arc<Self>, redirect: &str) -> Result<GrantKey, Error> {
+        Ok(self.with_core(|manager, now| manager.complete_authorization(now, redirect))?)
     }
 
     /// Runs `f` with the manager locked (for inspection in tests and tools); whatever it

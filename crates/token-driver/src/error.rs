@@ -15,6 +15,9 @@ pub enum Error {
     /// The API was misused (e.g. an organization for a provider without organizations).
     #[error(transparent)]
     Misuse(#[from] ApiMisuse),
+    /// An authorization (the Authorization Code flow) could not be started or completed.
+    #[error(transparent)]
+    Authorization(#[from] token_core::AuthorizationError),
 }
 
 impl From<token_core::Error> for Error {
@@ -22,6 +25,16 @@ impl From<token_core::Error> for Error {
         match e {
             token_core::Error::Transport(t) => Self::Transport(t),
             other => Self::Token(other),
+        }
+    }
+}
+
+impl From<token_core::StartAuthorizationError> for Error {
+    fn from(e: token_core::StartAuthorizationError) -> Self {
+        match e {
+            token_core::StartAuthorizationError::Misuse(m) => Self::Misuse(m),
+            token_core::StartAuthorizationError::Authorization(a) => Self::Authorization(a),
+            _ => Self::Token(token_core::Error::AuthorizationRequired),
         }
     }
 }
@@ -38,7 +51,7 @@ impl Error {
         match self {
             Self::Transport(t) => token_core::Error::Transport(t.clone()).is_retryable(),
             Self::Token(e) => e.is_retryable(),
-            Self::Misuse(_) => false,
+            Self::Misuse(_) | Self::Authorization(_) => false,
         }
     }
 
@@ -47,9 +60,12 @@ impl Error {
         matches!(self, Self::Token(e) if e.is_credentials_rejected())
     }
 
-    /// Whether only the user can fix this, by authorizing the application again.
+    /// Whether only the user can fix this, by authorizing the application (again).
     pub fn is_authorization_required(&self) -> bool {
-        matches!(self, Self::Token(token_core::Error::AuthorizationRequired))
+        matches!(
+            self,
+            Self::Token(token_core::Error::AuthorizationRequired) | Self::Authorization(_)
+        )
     }
 }
 

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use token_core::{ClientConfig, Token, TokenKey};
+use token_core::{AuthorizationStart, ClientConfig, Token, TokenKey};
 
 use crate::driver::Driver;
+use crate::error::Error;
 use crate::slot::KeySlot;
 
 /// The transport-independent part of a client handle: one registered configuration, and one
@@ -57,6 +58,30 @@ impl HandleCore {
             slot: self.driver.slot(&key),
             config: Arc::clone(&self.config),
         }
+    }
+
+    /// Starts a user's authorization (the Authorization Code flow with PKCE): returns the URL
+    /// to open in the user's browser. `user` is your id for the user; `redirect_uri` is where
+    /// the browser comes back (HTTPS, or `http://127.0.0.1:{port}/…` for a loopback listener).
+    pub fn start_authorization(
+        &self,
+        user: &str,
+        redirect_uri: &str,
+    ) -> Result<AuthorizationStart, Error> {
+        self.driver
+            .start_authorization(self.slot.key().client(), user, redirect_uri)
+    }
+
+    /// Completes an authorization from the URL the browser was redirected to (checks its
+    /// `state`, redirect URI and issuer, then exchanges the code): returns the handle of the
+    /// user's tokens (for bookingtime, then pick an [`organization`](Self::organization)).
+    pub fn complete_authorization(&self, redirect: &str) -> Result<Self, Error> {
+        let grant = self.driver.complete_authorization(redirect)?;
+        let user = grant
+            .subject()
+            .user()
+            .expect("invariant: authorizations are users' grants");
+        Ok(self.user(user))
     }
 
     /// The configuration.

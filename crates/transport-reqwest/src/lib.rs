@@ -554,6 +554,17 @@ impl ClientHandle {
         }
     }
 
+    /// Completes a user's authorization (started with
+    /// [`start_authorization`](HandleCore::start_authorization)) from the URL the browser was
+    /// redirected to: checks it, exchanges the code, and returns the handle of the user's
+    /// tokens (for bookingtime, then pick an [`organization`](Self::organization)).
+    pub fn complete_authorization(&self, redirect: &str) -> Result<ClientHandle, Error> {
+        Ok(ClientHandle {
+            core: self.core.complete_authorization(redirect)?,
+            client: self.client.clone(),
+        })
+    }
+
     /// A valid token. Cancellation-safe.
     pub async fn token(&self) -> Result<Token, Error> {
         // The cache hit inline, rather than through the slow path's future.

@@ -495,6 +495,17 @@ impl ClientHandle {
         }
     }
 
+    /// Completes a user's authorization (started with
+    /// [`start_authorization`](HandleCore::start_authorization)) from the URL the browser was
+    /// redirected to: checks it, exchanges the code, and returns the handle of the user's
+    /// tokens (for bookingtime, then pick an [`organization`](Self::organization)).
+    pub fn complete_authorization(&self, redirect: &str) -> Result<ClientHandle, Error> {
+        Ok(ClientHandle {
+            core: self.core.complete_authorization(redirect)?,
+            client: self.client.clone(),
+        })
+    }
+
     /// A valid token: the cached one (no lock, no allocation beyond a reference count), or, for
     /// the key's first token, after the fetch.
     pub fn token(&self) -> Result<Token, Error> {
