@@ -10,7 +10,7 @@
 set -euo pipefail
 
 seconds="${1:-30}"
-targets=(token_response error_response jwt_exp)
+targets=(token_response error_response jwt_exp quota_header authorization_redirect)
 
 cd "$(dirname "$0")"
 

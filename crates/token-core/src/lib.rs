@@ -149,6 +149,7 @@ pub use protocol::error::{
     ConfigError, Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter,
     TransportErrorKind, TransportFailure,
 };
+pub use protocol::quota::{Bucket, Quota, QuotaBuckets, RateLimit};
 pub use protocol::request::Grant;
 pub use protocol::response::{
     LifetimeSource, TokenResponse, TokenType, parse_token_response, parse_token_response_redacting,
@@ -202,6 +203,47 @@ pub mod fuzzing {
             let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
             let _ = crate::protocol::response::jwt_lifetime(text, now);
         }
+    }
+
+    /// Parses Auth0 quota and rate-limit header values; must never panic. The input is split
+    /// at its first newline: the quota header value, then the rate-limit values.
+    pub fn quota_header_input(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let (quota, rate) = text.split_once('\n').unwrap_or((&text, ""));
+        let buckets = crate::QuotaBuckets::parse(quota);
+        let _ = format!("{buckets:?}");
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("auth0-client-quota-limit", quota),
+            ("auth0-organization-quota-limit", quota),
+            ("x-ratelimit-limit", rate),
+            ("x-ratelimit-remaining", rate),
+            ("x-ratelimit-reset", rate),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        if let Some(quota) = crate::Quota::from_headers(&headers) {
+            let _ = quota.exhausted_for();
+            let _ = quota.buckets().map(|(_, b)| b.low()).count();
+        }
+    }
+
+    /// Reads an authorization redirect and checks its issuer; must never panic. The input is
+    /// the redirect URL (the expected redirect URI is fixed).
+    pub fn authorization_redirect_input(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        if let Ok(redirect) =
+            crate::protocol::authorization::parse_redirect(&text, "http://127.0.0.1:8080/cb")
+        {
+            let _ = crate::protocol::authorization::check_issuer(
+                redirect.issuer.as_deref(),
+                "https://idp.example",
+            );
+            let _ = format!("{redirect:?}");
+        }
+        let _ = crate::protocol::authorization::check_redirect_uri(&text);
     }
 
     /// What a caller does with a parse error: print it and classify it.

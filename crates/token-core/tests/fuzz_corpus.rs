@@ -62,3 +62,16 @@ fn error_response_corpus() {
 fn jwt_exp_corpus() {
     replay("jwt_exp", fuzzing::jwt_exp_input);
 }
+
+#[test]
+fn quota_header_corpus() {
+    replay("quota_header", fuzzing::quota_header_input);
+}
+
+#[test]
+fn authorization_redirect_corpus() {
+    replay(
+        "authorization_redirect",
+        fuzzing::authorization_redirect_input,
+    );
+}

@@ -757,3 +757,46 @@ fn servable_matches_what_request_would_answer() {
     h.now = h.at(3600.0);
     assert!(h.mgr.servable(h.now, &key).is_none());
 }
+
+/// Issue "What operators see and pay", must-have 2: a 429 with a used-up quota waits at least
+/// until the quota resets (capped like `Retry-After`), while a valid token is still served.
+#[test]
+fn a_429_for_quota_waits_for_the_reset() {
+    let mut h = h();
+    let mut server = FakeServer::new(3600);
+    let key = TokenKey::new(h.generic_client("c"));
+    let first = h.get_token(&key, &mut server);
+    h.advance_secs(3545);
+    assert_eq!(
+        text(&h.request(&key)).as_deref(),
+        Some(first.as_str()),
+        "still served"
+    );
+    let sends = h.take_pending();
+    assert_eq!(sends.len(), 1);
+    let mut limited = json(429, r#"{"error":"too_many_requests"}"#);
+    limited.headers_mut().insert(
+        "auth0-client-quota-limit",
+        "b=per_hour;q=10;r=0;t=300".parse().unwrap(),
+    );
+    h.respond(sends[0].id, limited);
+    let retry_at = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Failed {
+                retry_at, error, ..
+            } => {
+                assert!(error.quota().is_some());
+                Some(*retry_at)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        retry_at >= h.now + Duration::from_secs(300),
+        "waits for the reset"
+    );
+    assert_eq!(text(&h.request(&key)).as_deref(), Some(first.as_str()));
+    assert!(h.pending.is_empty());
+}

@@ -528,3 +528,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn auth0_quota_headers_reach_tokens_and_errors() {
+    let quota_headers = [
+        (
+            "Auth0-Client-Quota-Limit",
+            "b=per_hour;q=10;r=7;t=3540,b=per_day;q=50;r=47;t=43200",
+        ),
+        ("X-RateLimit-Limit", "30"),
+        ("X-RateLimit-Remaining", "29"),
+        ("X-RateLimit-Reset", "1700000000"),
+    ];
+    let ok = response(
+        200,
+        &quota_headers,
+        r#"{"access_token":"a","expires_in":60}"#,
+    );
+    let r = parse_token_response(&config(), &ok).unwrap();
+    let q = r.quota().expect("quota parsed on success");
+    let hour = q.client.as_ref().unwrap().per_hour.unwrap();
+    assert_eq!(
+        (hour.quota, hour.remaining, hour.reset_secs),
+        (Some(10), Some(7), Some(3540))
+    );
+    assert_eq!(q.rate_limit.unwrap().reset_at, Some(1_700_000_000));
+    assert!(q.organization.is_none());
+    let limited = response(
+        429,
+        &[
+            ("Auth0-Client-Quota-Limit", "b=per_hour;q=10;r=0;t=924"),
+            ("Retry-After", "60"),
+        ],
+        r#"{"error":"too_many_requests"}"#,
+    );
+    let err = parse_token_response(&config(), &limited).unwrap_err();
+    assert!(
+        err.quota()
+            .unwrap()
+            .client
+            .as_ref()
+            .unwrap()
+            .per_hour
+            .unwrap()
+            .exhausted()
+    );
+    assert_eq!(
+        err.server_delay(None),
+        Some(Duration::from_secs(924)),
+        "the longer wait"
+    );
+    let html = response(429, &[("X-RateLimit-Remaining", "0")], "<h1>slow down</h1>");
+    let err = parse_token_response(&config(), &html).unwrap_err();
+    assert_eq!(err.quota().unwrap().rate_limit.unwrap().remaining, Some(0));
+    assert!(
+        parse_token_response(&config(), &response(200, &[], r#"{"access_token":"a"}"#))
+            .unwrap()
+            .quota()
+            .is_none()
+    );
+}

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use event_listener::{Event as Signal, Listener as _};
 use token_core::{
     AccessToken, ApiMisuse, AuthorizationStart, ClientConfig, ClientId, Event, GrantKey,
-    Invalidation, Lookup, Output, RequestId,
-    StoreOpId, StoreReply, StoreRequest, Target, Token, TokenKey, TokenManager, TokenRequest,
-    TransportFailure,
+    Invalidation, Lookup, Output, RequestId, StoreOpId, StoreReply, StoreRequest, Target, Token,
+    TokenKey, TokenManager, TokenRequest, TransportFailure,
 };
 
 use crate::clock::Clock;
@@ -417,9 +416,11 @@ impl Driver {
                         source = ?token.lifetime_source(),
                         "token cached"
                     );
+                    warn_if_low(token.quota());
                     work.notify.extend(slots.get(&key).cloned());
                 }
                 Output::Event(Event::Failed { key, error, .. }) => {
+                    warn_if_low(error.quota());
                     bump(&self.counters.failures);
                     tracing::warn!(
                         organization = key.organization(),
@@ -469,5 +470,21 @@ impl Driver {
             self.executor.wake();
         }
         self.settled.notify(usize::MAX);
+    }
+}
+
+/// Warns when a quota bucket has less than a tenth left (Auth0 meters machine-to-machine
+/// tokens: this is the moment to look before it costs money or an outage).
+fn warn_if_low(quota: Option<&token_core::Quota>) {
+    for (bucket, b) in quota.into_iter().flat_map(token_core::Quota::buckets) {
+        if b.low() {
+            tracing::warn!(
+                bucket,
+                quota = b.quota,
+                remaining = b.remaining,
+                reset_secs = b.reset_secs,
+                "token quota almost used up"
+            );
+        }
     }
 }

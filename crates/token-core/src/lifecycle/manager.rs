@@ -86,7 +86,7 @@ use crate::protocol::authorization::{
     self, AuthorizationCode, AuthorizationError, AuthorizationState, PkceVerifier,
 };
 use crate::protocol::config::{ClientConfig, Flow};
-use crate::protocol::error::{Error, Malformed, RetryAfter, TransportErrorKind, TransportFailure};
+use crate::protocol::error::{Error, Malformed, TransportErrorKind, TransportFailure};
 use crate::protocol::request::{Grant, bearer_header};
 use crate::protocol::response::{TokenResponse, jwt_lifetime, parse_token_response_redacting};
 use crate::protocol::secret::{AccessToken, RefreshToken};
@@ -1571,6 +1571,7 @@ impl TokenManager {
             wall_sent.checked_add(lifetime).unwrap_or(wall_sent),
             lifetime,
             source,
+            response.quota().cloned(),
         ))
     }
 
@@ -1799,6 +1800,7 @@ impl TokenManager {
                     wall.checked_add(remaining).unwrap_or(wall),
                     lifetime,
                     crate::LifetimeSource::Store,
+                    None,
                 );
                 let entry = &mut self.entries[i];
                 entry.token = Some(token.clone());
@@ -1834,11 +1836,8 @@ impl TokenManager {
     /// Records a failed fetch; handles `invalid_grant` for keys fed by a grant. `wall` dates an
     /// HTTP-date `Retry-After`.
     fn fail(&mut self, now: Instant, wall: Option<SystemTime>, flight: Flight, error: Error) {
-        let retry_after = error.retry_after().map(|r| match (r, wall) {
-            (_, Some(wall)) => r.delay_from(wall),
-            (RetryAfter::Delay(d), None) => d,
-            (RetryAfter::At(_), None) => Duration::ZERO,
-        });
+        // At least what the server asked for: its Retry-After, or the reset of a used-up quota.
+        let retry_after = error.server_delay(wall);
         match flight.owner {
             Owner::Entry(i) => {
                 let lease = self.entries[i].fetch.lease();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::HeaderValue;
 
 use crate::protocol::config::Scopes;
+use crate::protocol::quota::Quota;
 use crate::protocol::response::LifetimeSource;
 use crate::protocol::secret::AccessToken;
 
@@ -25,6 +26,7 @@ struct Inner {
     expires_at_wall: SystemTime,
     lifetime: Duration,
     source: LifetimeSource,
+    quota: Option<Quota>,
 }
 
 impl Token {
@@ -39,6 +41,7 @@ impl Token {
         expires_at_wall: SystemTime,
         lifetime: Duration,
         source: LifetimeSource,
+        quota: Option<Quota>,
     ) -> Self {
         Self(Arc::new(Inner {
             access_token,
@@ -50,6 +53,7 @@ impl Token {
             expires_at_wall,
             lifetime,
             source,
+            quota,
         }))
     }
 
@@ -104,6 +108,11 @@ impl Token {
     /// Where the lifetime came from.
     pub fn lifetime_source(&self) -> LifetimeSource {
         self.0.source
+    }
+
+    /// Auth0's quota and rate-limit headers of the response that brought this token, if any.
+    pub fn quota(&self) -> Option<&Quota> {
+        self.0.quota.as_ref()
     }
 
     /// True at and after [`expires_at`](Token::expires_at).

@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
+use crate::protocol::quota::Quota;
+
 /// An RFC 6749 §5.2 error code.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -125,6 +127,8 @@ pub struct OAuthError {
     pub uri: Option<String>,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<RetryAfter>,
+    /// Auth0's quota and rate-limit headers, if any.
+    pub quota: Option<Quota>,
 }
 
 impl fmt::Display for OAuthError {
@@ -148,6 +152,8 @@ pub struct HttpError {
     pub excerpt: String,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<RetryAfter>,
+    /// Auth0's quota and rate-limit headers, if any.
+    pub quota: Option<Quota>,
 }
 
 impl fmt::Display for HttpError {
@@ -366,6 +372,30 @@ impl Error {
         }
     }
 
+    /// Auth0's quota and rate-limit headers of the response, if it had any.
+    pub fn quota(&self) -> Option<&Quota> {
+        match self {
+            Self::OAuth(e) => e.quota.as_ref(),
+            Self::Http(e) => e.quota.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait: its `Retry-After` (dated from `wall_now`), or, when
+    /// a quota bucket is used up, until it resets, whichever is longer.
+    pub fn server_delay(&self, wall_now: Option<std::time::SystemTime>) -> Option<Duration> {
+        let retry_after = self.retry_after().map(|r| match (r, wall_now) {
+            (_, Some(wall)) => r.delay_from(wall),
+            (RetryAfter::Delay(d), None) => d,
+            (RetryAfter::At(_), None) => Duration::ZERO,
+        });
+        let quota = self.quota().and_then(Quota::exhausted_for);
+        match (retry_after, quota) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The HTTP status, when there was a response.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -527,6 +557,7 @@ mod tests {
                 description: None,
                 uri: None,
                 retry_after: None,
+                quota: None,
             })
         };
         assert!(oauth(401, "invalid_client").is_credentials_rejected());
@@ -541,6 +572,7 @@ mod tests {
                 status: StatusCode::from_u16(status).unwrap(),
                 excerpt: String::new(),
                 retry_after: None,
+                quota: None,
             })
         };
         assert!(http(502).is_retryable());

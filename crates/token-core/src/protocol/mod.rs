@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod error;
 pub mod jwt;
 pub mod presets;
+pub mod quota;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod secret;

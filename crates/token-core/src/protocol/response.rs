@@ -24,6 +24,7 @@ use crate::protocol::error::{
     Error, ErrorCode, HttpError, Malformed, OAuthError, RetryAfter, sanitize,
 };
 use crate::protocol::jwt::jwt_times;
+use crate::protocol::quota::Quota;
 use crate::protocol::secret::{AccessToken, RefreshToken};
 
 /// The token type. Only Bearer (RFC 6750) is supported.
@@ -65,6 +66,7 @@ pub struct TokenResponse {
     refresh_token: Option<RefreshToken>,
     scope: Option<Scopes>,
     extra: serde_json::Map<String, Value>,
+    quota: Option<Quota>,
 }
 
 impl fmt::Debug for TokenResponse {
@@ -76,6 +78,7 @@ impl fmt::Debug for TokenResponse {
             .field("refresh_token", &self.refresh_token)
             .field("scope", &self.scope)
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .field("quota", &self.quota)
             .finish()
     }
 }
@@ -104,6 +107,11 @@ impl TokenResponse {
     /// The granted scopes, if the response lists them.
     pub fn scope(&self) -> Option<&Scopes> {
         self.scope.as_ref()
+    }
+
+    /// Auth0's quota and rate-limit headers of the response, if any.
+    pub fn quota(&self) -> Option<&Quota> {
+        self.quota.as_ref()
     }
 
     /// Fields this crate does not interpret, verbatim (they may hold secrets, e.g. an
@@ -237,12 +245,13 @@ fn parse_with<'r>(
     if !status.is_success() {
         return Err(match raw {
             Some(raw) if raw.error.is_some() => {
-                raw.into_oauth_error(status, retry_after(), redact())
+                raw.into_oauth_error(status, retry_after(), quota(headers), redact())
             }
             _ => Error::Http(HttpError {
                 status,
                 excerpt: excerpt(body, &redact()),
                 retry_after: retry_after(),
+                quota: quota(headers),
             }),
         });
     }
@@ -253,9 +262,24 @@ fn parse_with<'r>(
         return Err(malformed(Malformed::NotJson));
     };
     if raw.error.is_some() {
-        return Err(raw.into_oauth_error(status, retry_after(), redact()));
+        return Err(raw.into_oauth_error(status, retry_after(), quota(headers), redact()));
     }
-    raw.into_token_response().map_err(malformed)
+    let mut response = raw.into_token_response().map_err(malformed)?;
+    response.quota = quota(headers);
+    Ok(response)
+}
+
+/// The quota headers, looked for in one pass over the headers (most responses have none).
+fn quota(headers: &HeaderMap) -> Option<Quota> {
+    let any = headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("auth0-") || name.starts_with("x-ratelimit-")
+    });
+    if any {
+        Quota::from_headers(headers)
+    } else {
+        None
+    }
 }
 
 /// A short, readable, secret-free excerpt of a body: HTML tags dropped, whitespace collapsed,
@@ -343,6 +367,7 @@ impl<'de> RawResponse<'de> {
         self,
         status: StatusCode,
         retry_after: Option<RetryAfter>,
+        quota: Option<Quota>,
         redact: Vec<&str>,
     ) -> Error {
         let seen: Vec<String> = self.seen_tokens().map(str::to_owned).collect();
@@ -360,6 +385,7 @@ impl<'de> RawResponse<'de> {
             description: text(self.error_description, 200),
             uri: text(self.error_uri, 200),
             retry_after,
+            quota,
         })
     }
 
@@ -425,6 +451,7 @@ impl<'de> RawResponse<'de> {
             refresh_token,
             scope,
             extra: self.extra,
+            quota: None,
         })
     }
 }
