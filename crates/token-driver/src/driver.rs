@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::TransportConfig;
 use crate::error::Error;
 use crate::lock;
+use crate::metrics;
 use crate::slot::KeySlot;
 use crate::stats::{Counters, Stats, bump};
 
@@ -123,7 +124,11 @@ impl Driver {
         if let Some(slot) = slots.get(key) {
             return Arc::clone(slot);
         }
-        let slot = Arc::new(KeySlot::new(key.clone()));
+        let provider = core
+            .manager
+            .client(key.client())
+            .map_or("unknown", |c| c.provider().name());
+        let slot = Arc::new(KeySlot::new(key.clone(), provider));
         let now = self.clock.now();
         slot.publish(
             core.manager.servable(now, key),
@@ -156,8 +161,16 @@ impl Driver {
         let hit = slot.with_hit(now, || self.touch(slot), |servable| f(&servable.token));
         if hit.is_some() {
             self.counters.cache_hits.bump();
+            slot.hits.bump();
         }
         hit
+    }
+
+    /// The cached token for a caller that waited for it: like [`cached`](Self::cached), but
+    /// not counted as a cache hit (the call was a miss).
+    pub fn cached_after_wait(self: &Arc<Self>, slot: &KeySlot) -> Option<Token> {
+        let now = self.clock.now();
+        slot.with_hit(now, || self.touch(slot), |servable| servable.token.clone())
     }
 
     fn touch(self: &Arc<Self>, slot: &KeySlot) {
@@ -176,6 +189,7 @@ impl Driver {
     /// Everything the manager queued is handed on, whatever the answer.
     pub fn step(self: &Arc<Self>, slot: &KeySlot) -> Result<Lookup, ApiMisuse> {
         bump(&self.counters.cache_misses);
+        metrics::miss(slot.provider());
         let (lookup, work) = {
             let mut core = self.lock_core();
             let now = self.clock.now();
@@ -209,7 +223,7 @@ impl Driver {
             // The manager's own request and store timeouts end every wait; this bound only
             // guards against a timer worker that is gone.
             listener.wait_timeout(Duration::from_secs(1));
-            if let Some(token) = self.cached(slot) {
+            if let Some(token) = self.cached_after_wait(slot) {
                 return Ok(token);
             }
         }
@@ -252,9 +266,11 @@ impl Driver {
 
     /// Reports a store operation's reply.
     pub fn complete_store(self: &Arc<Self>, id: StoreOpId, reply: StoreReply) {
-        if matches!(reply, StoreReply::Failed(_)) {
+        let failed = matches!(reply, StoreReply::Failed(_));
+        if failed {
             bump(&self.counters.store_failures);
         }
+        metrics::store_operation(!failed);
         let wall = self.clock.wall();
         self.with_core(|manager, now| {
             if let Err(misuse) = manager.handle_store(now, wall, id, reply) {
@@ -389,9 +405,12 @@ impl Driver {
             match core.manager.poll_output(now) {
                 Output::Send(request) => {
                     bump(&self.counters.token_requests);
+                    let provider = request.provider.name();
+                    metrics::token_request(provider, request.target.kind());
                     if let Target::Access(key) = &request.target {
                         if core.manager.token(now, key).is_some() {
                             bump(&self.counters.refreshes);
+                            metrics::refresh(provider);
                         }
                     }
                     work.sends.push(request);
@@ -402,14 +421,23 @@ impl Driver {
                 }
                 Output::Event(Event::Changed { key }) => {
                     if let Some(slot) = slots.get(&key) {
-                        slot.publish(
-                            core.manager.servable(now, &key),
-                            core.manager.on_probation(&key),
-                        );
+                        let servable = core.manager.servable(now, &key);
+                        if let Some((token, _)) = servable {
+                            let left = token.expires_at().saturating_duration_since(now);
+                            metrics::seconds_left(
+                                slot.provider(),
+                                key.organization(),
+                                left.as_secs_f64(),
+                            );
+                        }
+                        slot.publish(servable, core.manager.on_probation(&key));
                     }
                 }
                 Output::Event(Event::Token { key, token }) => {
                     bump(&self.counters.tokens_cached);
+                    let provider = provider_of(&core.manager, &key);
+                    metrics::response(provider, true);
+                    metrics::quota(provider, token.quota());
                     tracing::debug!(
                         organization = key.organization(),
                         lifetime_secs = token.lifetime().as_secs(),
@@ -422,6 +450,10 @@ impl Driver {
                 Output::Event(Event::Failed { key, error, .. }) => {
                     warn_if_low(error.quota());
                     bump(&self.counters.failures);
+                    let provider = provider_of(&core.manager, &key);
+                    metrics::response(provider, false);
+                    metrics::failure(provider, error.is_retryable());
+                    metrics::quota(provider, error.quota());
                     tracing::warn!(
                         organization = key.organization(),
                         %error,
@@ -487,4 +519,11 @@ fn warn_if_low(quota: Option<&token_core::Quota>) {
             );
         }
     }
+}
+
+/// The stable name of `key`'s provider (for metric labels).
+fn provider_of(manager: &TokenManager, key: &TokenKey) -> &'static str {
+    manager
+        .client(key.client())
+        .map_or("unknown", |c| c.provider().name())
 }

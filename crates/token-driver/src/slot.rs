@@ -12,8 +12,10 @@ use token_core::{Token, TokenKey};
 /// one atomic load, a clock reading and a comparison: no map lookup, no lock, no allocation.
 pub struct KeySlot {
     key: TokenKey,
+    provider: &'static str,
     published: ArcSwapOption<Servable>,
     changed: Event,
+    pub(crate) hits: crate::metrics::HitCounter,
 }
 
 impl std::fmt::Debug for KeySlot {
@@ -36,12 +38,19 @@ pub(crate) struct Servable {
 }
 
 impl KeySlot {
-    pub(crate) fn new(key: TokenKey) -> Self {
+    pub(crate) fn new(key: TokenKey, provider: &'static str) -> Self {
         Self {
             key,
+            provider,
             published: ArcSwapOption::empty(),
             changed: Event::new(),
+            hits: crate::metrics::HitCounter::new(provider),
         }
+    }
+
+    /// The provider of the key's client (its stable name).
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// The key.

@@ -3,6 +3,7 @@
 //! - [`sansio`]: a sans-IO fake token endpoint, a fake shared store and a virtual-time harness
 //!   around `token_core::TokenManager`, for the core's tests (nothing sleeps: time is an
 //!   `Instant` the test moves).
+//! - [`metrics`]: a `metrics` recorder that keeps what it is given, for the metrics tests.
 //! - [`conformance`]: the transport scenarios, written once against the [`conformance::Transport`]
 //!   trait and run by each transport's tests.
 
@@ -10,4 +11,5 @@
 #![allow(missing_docs, clippy::missing_panics_doc)]
 
 pub mod conformance;
+pub mod metrics;
 pub mod sansio;

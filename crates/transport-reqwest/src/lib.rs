@@ -316,7 +316,7 @@ impl TokenClient {
             // The manager's request and store timeouts end every wait; the bound only guards
             // against a timer task that is gone.
             let _ = tokio::time::timeout(Duration::from_secs(1), listener).await;
-            if let Some(token) = driver.cached(slot) {
+            if let Some(token) = driver.cached_after_wait(slot) {
                 return Ok(token);
             }
         }

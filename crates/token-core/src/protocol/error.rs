@@ -127,8 +127,8 @@ pub struct OAuthError {
     pub uri: Option<String>,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<RetryAfter>,
-    /// Auth0's quota and rate-limit headers, if any.
-    pub quota: Option<Quota>,
+    /// Auth0's quota and rate-limit headers, if any (boxed: most errors have none).
+    pub quota: Option<Box<Quota>>,
 }
 
 impl fmt::Display for OAuthError {
@@ -152,8 +152,8 @@ pub struct HttpError {
     pub excerpt: String,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<RetryAfter>,
-    /// Auth0's quota and rate-limit headers, if any.
-    pub quota: Option<Quota>,
+    /// Auth0's quota and rate-limit headers, if any (boxed: most errors have none).
+    pub quota: Option<Box<Quota>>,
 }
 
 impl fmt::Display for HttpError {
@@ -375,8 +375,8 @@ impl Error {
     /// Auth0's quota and rate-limit headers of the response, if it had any.
     pub fn quota(&self) -> Option<&Quota> {
         match self {
-            Self::OAuth(e) => e.quota.as_ref(),
-            Self::Http(e) => e.quota.as_ref(),
+            Self::OAuth(e) => e.quota.as_deref(),
+            Self::Http(e) => e.quota.as_deref(),
             _ => None,
         }
     }

@@ -251,7 +251,7 @@ fn parse_with<'r>(
                 status,
                 excerpt: excerpt(body, &redact()),
                 retry_after: retry_after(),
-                quota: quota(headers),
+                quota: quota(headers).map(Box::new),
             }),
         });
     }
@@ -385,7 +385,7 @@ impl<'de> RawResponse<'de> {
             description: text(self.error_description, 200),
             uri: text(self.error_uri, 200),
             retry_after,
-            quota,
+            quota: quota.map(Box::new),
         })
     }
 
