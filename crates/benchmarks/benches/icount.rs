@@ -180,11 +180,11 @@ fn in_window(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, group, case, imp, iters] = &args[..] {
-        if flag == "--op" {
-            run(group, case, imp, iters.parse().expect("iterations"));
-            return;
-        }
+    if let [_, flag, group, case, imp, iters] = &args[..]
+        && flag == "--op"
+    {
+        run(group, case, imp, iters.parse().expect("iterations"));
+        return;
     }
     if !benchmarks::bench_mode() {
         for (group, case, imp) in operations() {

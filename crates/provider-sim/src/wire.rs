@@ -182,24 +182,22 @@ pub(crate) fn request_carries(parts: &Parts, body: &[u8], secret: &str) -> bool 
     if contains(body) || contains(form_decode(&String::from_utf8_lossy(body)).as_bytes()) {
         return true;
     }
-    if let Some(query) = parts.uri.query() {
-        if contains(query.as_bytes()) || contains(form_decode(query).as_bytes()) {
-            return true;
-        }
+    if let Some(query) = parts.uri.query()
+        && (contains(query.as_bytes()) || contains(form_decode(query).as_bytes()))
+    {
+        return true;
     }
     for value in parts.headers.values() {
         let bytes = value.as_bytes();
         if contains(bytes) || contains(form_decode(&String::from_utf8_lossy(bytes)).as_bytes()) {
             return true;
         }
-        if let Ok(text) = value.to_str() {
-            if let Some((_, b64)) = text.trim().split_once(' ') {
-                if let Some(decoded) = decode_basic(b64.trim()) {
-                    if decoded.contains(secret) || form_decode(&decoded).contains(secret) {
-                        return true;
-                    }
-                }
-            }
+        if let Ok(text) = value.to_str()
+            && let Some((_, b64)) = text.trim().split_once(' ')
+            && let Some(decoded) = decode_basic(b64.trim())
+            && (decoded.contains(secret) || form_decode(&decoded).contains(secret))
+        {
+            return true;
         }
     }
     false

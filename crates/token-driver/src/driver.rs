@@ -407,11 +407,11 @@ impl Driver {
                     bump(&self.counters.token_requests);
                     let provider = request.provider.name();
                     metrics::token_request(provider, request.target.kind());
-                    if let Target::Access(key) = &request.target {
-                        if core.manager.token(now, key).is_some() {
-                            bump(&self.counters.refreshes);
-                            metrics::refresh(provider);
-                        }
+                    if let Target::Access(key) = &request.target
+                        && core.manager.token(now, key).is_some()
+                    {
+                        bump(&self.counters.refreshes);
+                        metrics::refresh(provider);
                     }
                     work.sends.push(request);
                 }

@@ -96,13 +96,12 @@ impl FakeServer {
                 return Ok(json(503, r#"{"error":"temporarily_unavailable"}"#));
             }
         }
-        if let Target::Access(key) = &send.target {
-            if key
+        if let Target::Access(key) = &send.target
+            && key
                 .organization()
                 .is_some_and(|o| self.reject_orgs.iter().any(|r| r == o))
-            {
-                return Ok(json(400, r#"{"error":"invalid_grant"}"#));
-            }
+        {
+            return Ok(json(400, r#"{"error":"invalid_grant"}"#));
         }
         let reply = self.queue.pop_front().unwrap_or(match &send.target {
             Target::RefreshToken(_) => Reply::Refresh(self.refresh_lifetime),
@@ -110,45 +109,44 @@ impl FakeServer {
         });
         // A refresh-token grant (bookingtime's second leg, a user's refresh): check the refresh
         // token it carries.
-        if let (Target::Access(_), Reply::Token(_)) = (&send.target, &reply) {
-            if let Some(rt) = body_field(send.request.body(), "refresh_token") {
-                if !self.valid_refresh.contains(&rt) {
-                    return Ok(json(400, r#"{"error":"invalid_grant"}"#));
-                }
-                if self.rotate_refresh {
-                    self.valid_refresh.retain(|v| *v != rt);
-                    self.issued += 1;
-                    let rotated = format!("rt-{}", self.issued);
-                    self.valid_refresh.push(rotated.clone());
-                    self.issued += 1;
-                    return Ok(json(
-                        200,
-                        &format!(
-                            r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
-                            self.issued, self.default_lifetime
-                        ),
-                    ));
-                }
+        if let (Target::Access(_), Reply::Token(_)) = (&send.target, &reply)
+            && let Some(rt) = body_field(send.request.body(), "refresh_token")
+        {
+            if !self.valid_refresh.contains(&rt) {
+                return Ok(json(400, r#"{"error":"invalid_grant"}"#));
             }
-        }
-        // A user's code exchange, RFC 6749 style (access and refresh token at once).
-        if let (Target::RefreshToken(grant), true) = (&send.target, self.code_returns_access) {
-            if grant.subject().user().is_some()
-                && matches!(reply, Reply::Refresh(_))
-                && body_field(send.request.body(), "code").is_some()
-            {
+            if self.rotate_refresh {
+                self.valid_refresh.retain(|v| *v != rt);
                 self.issued += 1;
-                let rt = format!("rt-{}", self.issued);
-                self.valid_refresh.push(rt.clone());
+                let rotated = format!("rt-{}", self.issued);
+                self.valid_refresh.push(rotated.clone());
                 self.issued += 1;
                 return Ok(json(
                     200,
                     &format!(
-                        r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rt}"}}"#,
+                        r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
                         self.issued, self.default_lifetime
                     ),
                 ));
             }
+        }
+        // A user's code exchange, RFC 6749 style (access and refresh token at once).
+        if let (Target::RefreshToken(grant), true) = (&send.target, self.code_returns_access)
+            && grant.subject().user().is_some()
+            && matches!(reply, Reply::Refresh(_))
+            && body_field(send.request.body(), "code").is_some()
+        {
+            self.issued += 1;
+            let rt = format!("rt-{}", self.issued);
+            self.valid_refresh.push(rt.clone());
+            self.issued += 1;
+            return Ok(json(
+                200,
+                &format!(
+                    r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rt}"}}"#,
+                    self.issued, self.default_lifetime
+                ),
+            ));
         }
         Ok(match reply {
             Reply::Token(secs) => {
@@ -556,6 +554,35 @@ impl Harness {
         let n = unanswered.len();
         self.store_ops = unanswered;
         n
+    }
+
+    /// Answers every pending store operation with a real store (blocking), repeatedly, until
+    /// none is pending.
+    pub fn serve_real_store(&mut self, store: &dyn token_driver::BlockingStore) {
+        while !self.store_ops.is_empty() {
+            for op in std::mem::take(&mut self.store_ops) {
+                let reply = store.execute(&op);
+                self.mgr
+                    .handle_store(self.now, self.wall(), op.id, reply)
+                    .unwrap();
+            }
+            self.drain();
+        }
+    }
+
+    /// Serves a real store and token requests until neither is pending.
+    pub fn serve_all_real(
+        &mut self,
+        server: &mut FakeServer,
+        store: &dyn token_driver::BlockingStore,
+    ) {
+        loop {
+            self.serve_real_store(store);
+            if self.pending.is_empty() {
+                return;
+            }
+            self.serve(server);
+        }
     }
 
     /// Serves store operations and token requests until neither is pending.

@@ -134,15 +134,15 @@ fn credentials(conn: &Connection, secret_from_stdin: Option<String>) -> Result<C
     let id_var = format!("{prefix}_CLIENT_ID");
     let secret_var = format!("{prefix}_CLIENT_SECRET");
     let lookup = |name: &str| {
-        if name == id_var {
-            if let Some(id) = &conn.client_id {
-                return Some(id.into());
-            }
+        if name == id_var
+            && let Some(id) = &conn.client_id
+        {
+            return Some(id.into());
         }
-        if name == secret_var {
-            if let Some(secret) = &secret_from_stdin {
-                return Some(secret.into());
-            }
+        if name == secret_var
+            && let Some(secret) = &secret_from_stdin
+        {
+            return Some(secret.into());
         }
         std::env::var_os(name)
     };

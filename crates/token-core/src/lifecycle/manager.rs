@@ -737,10 +737,9 @@ impl TokenManager {
         if let Some(Phase::Fetching {
             request, sent_at, ..
         }) = self.fetch_mut_checked(owner).map(|f| &mut f.phase)
+            && *request == id
         {
-            if *request == id {
-                *sent_at = sent;
-            }
+            *sent_at = sent;
         }
         self.rearm(now, owner);
         Ok(())
@@ -795,18 +794,18 @@ impl TokenManager {
                 }
             }
             StoreReply::Leased { generation, stale } => {
-                if let Some(stale) = stale {
-                    if !self.has_valid(now, owner) {
-                        self.adopt(now, wall, owner, issued_at, stale, false);
-                    }
+                if let Some(stale) = stale
+                    && !self.has_valid(now, owner)
+                {
+                    self.adopt(now, wall, owner, issued_at, stale, false);
                 }
                 self.fetch_now(now, owner, Some(generation));
             }
             StoreReply::Busy { value, lease_ttl } => {
-                if let Some(value) = value {
-                    if !self.has_valid(now, owner) {
-                        self.adopt(now, wall, owner, issued_at, value, false);
-                    }
+                if let Some(value) = value
+                    && !self.has_valid(now, owner)
+                {
+                    self.adopt(now, wall, owner, issued_at, value, false);
                 }
                 self.follow(now, owner, lease_ttl);
             }
@@ -843,10 +842,10 @@ impl TokenManager {
                 Timer::Refresh => self.refresh_if_due(now, owner),
                 Timer::Expire => self.expire(now, owner),
                 Timer::Idle => {
-                    if let Owner::Entry(i) = owner {
-                        if self.evict_if_idle(now, i) {
-                            continue;
-                        }
+                    if let Owner::Entry(i) = owner
+                        && self.evict_if_idle(now, i)
+                    {
+                        continue;
                     }
                 }
             }
@@ -866,13 +865,13 @@ impl TokenManager {
             return Output::Store(op);
         }
         while let Some(i) = self.changed.pop_front() {
-            if let Some(entry) = self.entries.get_mut(i) {
-                if entry.change_queued {
-                    entry.change_queued = false;
-                    return Output::Event(Event::Changed {
-                        key: entry.key.clone(),
-                    });
-                }
+            if let Some(entry) = self.entries.get_mut(i)
+                && entry.change_queued
+            {
+                entry.change_queued = false;
+                return Output::Event(Event::Changed {
+                    key: entry.key.clone(),
+                });
             }
         }
         if let Some(event) = self.events.pop_front() {
@@ -1137,14 +1136,14 @@ impl TokenManager {
     }
 
     fn request_timed_out(&mut self, now: Instant, owner: Owner) {
-        if let Phase::Fetching { request, .. } = self.fetch_mut(owner).phase {
-            if let Some(flight) = self.flights.remove(&request) {
-                let failure = TransportFailure::new(
-                    TransportErrorKind::Timeout,
-                    "no response within the manager's request timeout",
-                );
-                self.fail(now, None, flight, Error::Transport(failure));
-            }
+        if let Phase::Fetching { request, .. } = self.fetch_mut(owner).phase
+            && let Some(flight) = self.flights.remove(&request)
+        {
+            let failure = TransportFailure::new(
+                TransportErrorKind::Timeout,
+                "no response within the manager's request timeout",
+            );
+            self.fail(now, None, flight, Error::Transport(failure));
         }
     }
 
@@ -1846,10 +1845,9 @@ impl TokenManager {
                     error.is_grant_rejected(),
                     flight.via_generation,
                     self.entries[i].grant,
-                ) {
-                    if self.grant_rejected(now, i, g, generation, lease) {
-                        return;
-                    }
+                ) && self.grant_rejected(now, i, g, generation, lease)
+                {
+                    return;
                 }
                 if let Some(generation) = lease {
                     self.store_op(flight.owner, StoreOp::Release { generation });
@@ -1902,16 +1900,15 @@ impl TokenManager {
                     return false;
                 }
                 self.entries[i].challenged_at = Some(now);
-                if current == Some(generation) {
-                    if let Some(store_gen) = self.grants[g].refresh.take().and_then(|r| r.store_gen)
-                    {
-                        self.store_op(
-                            Owner::Grant(g),
-                            StoreOp::Invalidate {
-                                generation: store_gen,
-                            },
-                        );
-                    }
+                if current == Some(generation)
+                    && let Some(store_gen) = self.grants[g].refresh.take().and_then(|r| r.store_gen)
+                {
+                    self.store_op(
+                        Owner::Grant(g),
+                        StoreOp::Invalidate {
+                            generation: store_gen,
+                        },
+                    );
                 }
                 self.fetch_with_grant(now, i, g, lease);
                 true

@@ -702,13 +702,13 @@ impl ClientConfigBuilder {
                 reason: "must be positive",
             });
         }
-        if let Flow::OrganizationExchange { parameter } = &self.flow {
-            if parameter.is_empty() {
-                return Err(ConfigError::Invalid {
-                    name: "flow",
-                    reason: "organization parameter name is empty",
-                });
-            }
+        if let Flow::OrganizationExchange { parameter } = &self.flow
+            && parameter.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                name: "flow",
+                reason: "organization parameter name is empty",
+            });
         }
         Ok(ClientConfig {
             provider: self.provider,
