@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::{Event as Signal, Listener as _};
@@ -57,13 +57,17 @@ struct Core {
 
 /// A [`TokenManager`] shared between callers, its published tokens, and its transport.
 pub struct Driver {
-    core: Mutex<Core>,
+    /// The manager. A fair lock (parking_lot's eventual fairness): under a stream of misses
+    /// and timer runs, a waiter (a hit reporting its key in use) is never starved.
+    core: parking_lot::Mutex<Core>,
     slots: Mutex<HashMap<TokenKey, Arc<KeySlot>>>,
     clock: Arc<dyn Clock>,
     executor: Box<dyn Executor>,
     counters: Counters,
     /// Store operations handed to the executor and not yet reported.
     store_outstanding: AtomicUsize,
+    /// Hits on their way to tell the manager their key is in use.
+    touches_outstanding: AtomicUsize,
     /// Notified after every change, for [`Driver::wait_settled`].
     settled: Signal,
 }
@@ -80,7 +84,7 @@ impl Driver {
     /// A driver over a new manager configured by `config`, executing through `executor`.
     pub fn new(config: &TransportConfig, executor: impl Executor) -> Arc<Self> {
         Arc::new(Self {
-            core: Mutex::new(Core {
+            core: parking_lot::Mutex::new(Core {
                 manager: TokenManager::new(config.manager_config()),
                 planned: None,
             }),
@@ -89,6 +93,7 @@ impl Driver {
             executor: Box::new(executor),
             counters: Counters::default(),
             store_outstanding: AtomicUsize::new(0),
+            touches_outstanding: AtomicUsize::new(0),
             settled: Signal::new(),
         })
     }
@@ -174,12 +179,14 @@ impl Driver {
     }
 
     fn touch(self: &Arc<Self>, slot: &KeySlot) {
+        self.touches_outstanding.fetch_add(1, Ordering::AcqRel);
         let work = {
             let mut core = self.lock_core();
             let now = self.clock.now();
             core.manager.touch(now, slot.key());
             self.drain(&mut core, now)
         };
+        self.touches_outstanding.fetch_sub(1, Ordering::AcqRel);
         self.execute(work);
     }
 
@@ -353,14 +360,15 @@ impl Driver {
         next
     }
 
-    /// True when nothing is in progress: no request or store operation outstanding and no
-    /// timer due at the clock's current time.
+    /// True when nothing is in progress: no request, store operation or report of a hit
+    /// outstanding, and no timer due at the clock's current time.
     pub fn is_settled(&self) -> bool {
         let core = self.lock_core();
         let now = self.clock.now();
         core.manager.in_flight() == 0
             && core.manager.store_in_flight() == 0
             && self.store_outstanding.load(Ordering::Acquire) == 0
+            && self.touches_outstanding.load(Ordering::Acquire) == 0
             && core.manager.next_deadline().is_none_or(|t| t > now)
     }
 
@@ -381,8 +389,8 @@ impl Driver {
 
     // ---- internals ----
 
-    fn lock_core(&self) -> MutexGuard<'_, Core> {
-        lock(&self.core)
+    fn lock_core(&self) -> parking_lot::MutexGuard<'_, Core> {
+        self.core.lock()
     }
 
     fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut TokenManager, Instant) -> R) -> R {

@@ -490,10 +490,12 @@ pub fn tokens_flow_under_load_and_nobody_waits_for_a_refresh<T: Transport>() {
     let handle = register(&sim, &client, Preset::Octorate);
     let _ = T::token(&handle).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let expired = std::thread::scope(|s| {
         let workers: Vec<_> = (0..16)
             .map(|_| {
                 let (handle, stop) = (handle.clone(), Arc::clone(&stop));
+                let calls = Arc::clone(&calls);
                 let clock = client.driver().clock().clone();
                 s.spawn(move || {
                     let mut expired = 0;
@@ -504,13 +506,22 @@ pub fn tokens_flow_under_load_and_nobody_waits_for_a_refresh<T: Transport>() {
                         if token.is_expired(before) {
                             expired += 1;
                         }
+                        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     expired
                 })
             })
             .collect();
-        // Five token lifetimes, in steps of a minute.
+        // Five token lifetimes, in steps of a minute. Virtual time must not outrun the callers
+        // (or the token is not "in use"): each step waits for calls that began after the last
+        // one (each of the 16 threads may be in the middle of one older call, so 17 or more).
         for _ in 0..(5 * 24) {
+            let target = calls.load(std::sync::atomic::Ordering::Relaxed) + 32;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while calls.load(std::sync::atomic::Ordering::Relaxed) < target {
+                assert!(Instant::now() < deadline, "the callers stopped calling");
+                std::thread::yield_now();
+            }
             clock.advance(Duration::from_secs(60));
             settle(&client);
         }
