@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use provider_sim::{
-    CLIENT_ID, CLIENT_SECRET, MODULE_CLIENT_ID, ORGANIZATIONS, Provider, Simulator,
+    CLIENT_ID, CLIENT_SECRET, DEFAULT_REDIRECT_URI, MODULE_CLIENT_ID, ORGANIZATIONS,
+    PUBLIC_CLIENT_ID, Provider, Simulator, TEST_USER,
 };
 
 const USAGE: &str = "usage: provider-sim [--port PORT]\n\n\
@@ -67,6 +68,11 @@ fn main() -> ExitCode {
         "bookingtime organizations: {}",
         ORGANIZATIONS.join(", ")
     );
+    let _ = writeln!(
+        out,
+        "authorization code flow (PKCE S256): public_client_id={PUBLIC_CLIENT_ID} user={TEST_USER} \
+         redirect_uri={DEFAULT_REDIRECT_URI} (any port)"
+    );
     for p in Provider::ALL {
         let _ = writeln!(
             out,
@@ -75,6 +81,9 @@ fn main() -> ExitCode {
             sim.token_url(p),
             sim.api_url(p)
         );
+        if let Some(url) = sim.authorize_url(p) {
+            let _ = writeln!(out, "{:<17} authorize {url}", "");
+        }
     }
     let _ = out.flush();
     drop(out);

@@ -13,7 +13,10 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use serde_json::{Value, json};
 
-use crate::state::{AccessGrant, AccessToken, Invalid, Shared};
+use crate::auth::{CodeGrant, authorize_endpoint};
+use crate::gate::Passed;
+use crate::quota::QuotaOutcome;
+use crate::state::{AccessGrant, AccessToken, Invalid, RefreshGrant, RefreshToken, Shared};
 use crate::wire::{
     Basic, JsonBody, OAuthError, Params, accepts_json, basic_credentials, bearer_token,
     connection_reset, delay_body, forbidden, html_response, json_response, media_type,
@@ -22,7 +25,7 @@ use crate::wire::{
 };
 use crate::{
     BOOKABLE_AUDIENCE, BOOKABLE_SCOPE, BOOKYFLOW_SCOPES, CLIENT_ID, CLIENT_SECRET, Fault,
-    MODULE_CLIENT_ID, ORGANIZATIONS, Provider, RecordedRequest,
+    MODULE_CLIENT_ID, ORGANIZATIONS, PUBLIC_CLIENT_ID, Provider, RecordedRequest,
 };
 
 /// The largest request body read.
@@ -58,6 +61,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 token_endpoint(shared, p, req)
             }),
         );
+        if let Some(path) = p.authorize_path() {
+            router = router.route(
+                path,
+                any(move |State(shared): State<Arc<Shared>>, req: Request| {
+                    authorize_endpoint(shared, p, req)
+                }),
+            );
+        }
     }
     router
         .route("/bookable/venues", get(bookable_venues))
@@ -95,9 +106,9 @@ fn recorded(parts: &Parts, body: &[u8]) -> RecordedRequest {
 }
 
 async fn token_endpoint(shared: Arc<Shared>, p: Provider, req: Request) -> Response {
+    let state = shared.provider(p);
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY).await;
-    let state = shared.provider(p);
     let Ok(body) = body else {
         state.count_token_request();
         return oauth_error(
@@ -108,6 +119,19 @@ async fn token_endpoint(shared: Arc<Shared>, p: Provider, req: Request) -> Respo
     };
     state.record(recorded(&parts, &body));
     state.count_token_request();
+    // In flight from here, once counted and recorded, until the response is ready.
+    let _in_flight = state.enter();
+    if state.gate.pass().await == Passed::TimedOut {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "token request held too long waiting for concurrent requests (simulated gate)",
+        );
+    }
+    let latency = state.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if parts.method != Method::POST {
         return method_not_allowed("POST");
     }
@@ -194,7 +218,7 @@ fn oversized(bytes: usize) -> Vec<u8> {
 fn issue(shared: &Shared, p: Provider, parts: &Parts, body: &[u8]) -> Response {
     let outcome = match p {
         Provider::Bookable | Provider::BookableSandbox | Provider::BookableAuth0 => {
-            bookable_token(shared, p, parts, body)
+            return bookable_token(shared, p, parts, body);
         }
         Provider::Bookingtime => bookingtime_token(shared, parts, body),
         Provider::Octorate => octorate_token(shared, parts, body),
@@ -276,31 +300,59 @@ fn ok_json(value: &Value) -> Response {
     json_response(StatusCode::OK, value)
 }
 
-fn bookable_token(shared: &Shared, p: Provider, parts: &Parts, body: &[u8]) -> Outcome {
-    require_content_type(parts, JSON)?;
-    let params = json_params(body)?;
-    require_client_credentials_grant(&params)?;
-    let client_id = require(&params, "client_id")?;
-    let client_secret = require(&params, "client_secret")?;
+/// Checks the parameters of a Bookable token request and authenticates its client.
+fn bookable_request(params: &Params) -> Result<(), OAuthError> {
+    require_client_credentials_grant(params)?;
+    let client_id = require(params, "client_id")?;
+    let client_secret = require(params, "client_secret")?;
     if params.get("audience").map(String::as_str) != Some(BOOKABLE_AUDIENCE) {
         return Err(OAuthError::invalid_request(format!(
             "audience must be {BOOKABLE_AUDIENCE}"
         )));
     }
-    authenticate(client_id, client_secret)?;
-    let issued = shared.issue_access(AccessGrant {
-        provider: p,
-        client_id,
-        audience: BOOKABLE_AUDIENCE,
-        scopes: scopes_of(BOOKABLE_SCOPE),
-        org: None,
-    });
-    Ok(json!({
-        "access_token": issued.token,
-        "scope": BOOKABLE_SCOPE,
-        "expires_in": issued.expires_in,
-        "token_type": "Bearer",
-    }))
+    authenticate(client_id, client_secret)
+}
+
+/// Bookable: Auth0's client-credentials grant, with its quota headers on successes and on
+/// the 429 of a used-up quota.
+fn bookable_token(shared: &Shared, p: Provider, parts: &Parts, body: &[u8]) -> Response {
+    let params = match require_content_type(parts, JSON).and_then(|()| json_params(body)) {
+        Ok(params) => params,
+        Err(err) => return err.into_response(),
+    };
+    if let Err(err) = bookable_request(&params) {
+        return err.into_response();
+    }
+    let client_id = params.get("client_id").map_or("", String::as_str);
+    match shared.provider(p).take_quota() {
+        QuotaOutcome::Exhausted(snapshot) => {
+            let mut resp = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Global limit has been reached: the client's token quota is used up",
+            );
+            snapshot.apply(resp.headers_mut(), true);
+            resp
+        }
+        QuotaOutcome::Granted(snapshot) => {
+            let issued = shared.issue_access(AccessGrant {
+                provider: p,
+                client_id,
+                audience: BOOKABLE_AUDIENCE,
+                scopes: scopes_of(BOOKABLE_SCOPE),
+                org: None,
+                user: None,
+            });
+            let mut resp = ok_json(&json!({
+                "access_token": issued.token,
+                "scope": BOOKABLE_SCOPE,
+                "expires_in": issued.expires_in,
+                "token_type": "Bearer",
+            }));
+            snapshot.apply(resp.headers_mut(), false);
+            resp
+        }
+    }
 }
 
 /// bookingtime client authentication: the App API client with its secret, or the Module
@@ -311,6 +363,67 @@ fn bookingtime_client(client_id: &str, client_secret: &str) -> Result<(), OAuthE
         MODULE_CLIENT_ID if client_secret.is_empty() => Ok(()),
         _ => Err(OAuthError::invalid_client("Client authentication failed")),
     }
+}
+
+/// bookingtime client authentication for the `authorization_code` grant: the App API
+/// client with its secret, or a client without a secret (the public client).
+fn bookingtime_code_client(client_id: &str, client_secret: &str) -> Result<(), OAuthError> {
+    match client_id {
+        CLIENT_ID if client_secret == CLIENT_SECRET => Ok(()),
+        PUBLIC_CLIENT_ID | MODULE_CLIENT_ID if client_secret.is_empty() => Ok(()),
+        _ => Err(OAuthError::invalid_client("Client authentication failed")),
+    }
+}
+
+/// The `invalid_grant` for a refresh token that is no good; a replaced (rotated-out) token
+/// presented again revokes its chain.
+fn refresh_invalid(shared: &Shared, record: &RefreshToken, why: Invalid) -> OAuthError {
+    match why {
+        Invalid::Expired => OAuthError::invalid_grant("refresh token expired"),
+        Invalid::Revoked => OAuthError::invalid_grant("refresh token revoked"),
+        Invalid::Rotated => {
+            shared.revoke_family(record.family);
+            OAuthError::invalid_grant(
+                "refresh token was already replaced; reuse detected, its chain is revoked",
+            )
+        }
+    }
+}
+
+/// Looks up a refresh token presented to `p`: a token of another provider is unknown.
+fn presented_refresh(
+    shared: &Shared,
+    p: Provider,
+    token: &str,
+) -> Result<RefreshToken, OAuthError> {
+    let Some((record, validity)) = shared
+        .refresh_token(token)
+        .filter(|(record, _)| record.provider == p)
+    else {
+        return Err(OAuthError::invalid_grant("unknown refresh token"));
+    };
+    match validity {
+        Ok(()) => Ok(record),
+        Err(why) => Err(refresh_invalid(shared, &record, why)),
+    }
+}
+
+/// With rotation on: replaces `token` by a new one of its chain, or fails if another
+/// request replaced it first.
+fn rotate(shared: &Shared, record: &RefreshToken, token: &str) -> Result<String, OAuthError> {
+    if !shared.rotate_refresh_token(token) {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was already used (rotation)",
+        ));
+    }
+    let (issued, _) = shared.issue_refresh_token(RefreshGrant {
+        provider: record.provider,
+        client_id: &record.client_id,
+        user: record.user.as_deref(),
+        scopes: record.scopes.clone(),
+        family: Some(record.family),
+    });
+    Ok(issued.token)
 }
 
 fn bookingtime_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
@@ -338,27 +451,36 @@ fn bookingtime_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
                 "expires_in": issued.expires_in,
             }))
         }
+        "authorization_code" => {
+            // Like client credentials, the user's grant yields only a 30-day refresh token.
+            let client_id = require(&params, "client_id")?;
+            let grant = CodeGrant::parse(&params)?;
+            bookingtime_code_client(client_id, client_secret)?;
+            let code = grant.redeem(shared, Provider::Bookingtime, client_id)?;
+            let (issued, family) = shared.issue_refresh_token(RefreshGrant {
+                provider: Provider::Bookingtime,
+                client_id,
+                user: Some(&code.user),
+                scopes: code.scopes,
+                family: None,
+            });
+            shared.record_code_tokens(grant.code, family, None);
+            Ok(json!({
+                "refresh_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+            }))
+        }
         "refresh_token" => {
             let client_id = require(&params, "client_id")?;
             let refresh_token = require(&params, "refresh_token")?;
             let org = require(&params, "organization_id")?;
             if !client_secret.is_empty() {
                 bookingtime_client(client_id, client_secret)?;
-            } else if client_id != CLIENT_ID && client_id != MODULE_CLIENT_ID {
+            } else if ![CLIENT_ID, MODULE_CLIENT_ID, PUBLIC_CLIENT_ID].contains(&client_id) {
                 return Err(OAuthError::invalid_client("Client authentication failed"));
             }
-            let Some((record, validity)) = shared.refresh_token(refresh_token) else {
-                return Err(OAuthError::invalid_grant("unknown refresh token"));
-            };
-            match validity {
-                Ok(()) => {}
-                Err(Invalid::Expired) => {
-                    return Err(OAuthError::invalid_grant("refresh token expired"));
-                }
-                Err(Invalid::Revoked) => {
-                    return Err(OAuthError::invalid_grant("refresh token revoked"));
-                }
-            }
+            let record = presented_refresh(shared, Provider::Bookingtime, refresh_token)?;
             if record.client_id != client_id {
                 return Err(OAuthError::invalid_grant(
                     "refresh token was issued to another client",
@@ -367,18 +489,28 @@ fn bookingtime_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
             if !ORGANIZATIONS.contains(&org) {
                 return Err(OAuthError::invalid_request("unknown organization"));
             }
+            let rotated = if shared.provider(Provider::Bookingtime).rotation() {
+                Some(rotate(shared, &record, refresh_token)?)
+            } else {
+                None
+            };
             let issued = shared.issue_access(AccessGrant {
                 provider: Provider::Bookingtime,
                 client_id,
                 audience: "api.bookingtime.com",
                 scopes: Vec::new(),
                 org: Some(org),
+                user: record.user.as_deref(),
             });
-            Ok(json!({
+            let mut response = json!({
                 "access_token": issued.token,
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in,
-            }))
+            });
+            if let Some(rotated) = rotated {
+                response["refresh_token"] = json!(rotated);
+            }
+            Ok(response)
         }
         other => Err(OAuthError::unsupported_grant_type(other)),
     }
@@ -402,6 +534,7 @@ fn octorate_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
         audience: "octotable-pms",
         scopes: Vec::new(),
         org: None,
+        user: None,
     });
     Ok(json!({
         "access_token": issued.token,
@@ -435,6 +568,7 @@ fn bookyflow_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
         audience: "bookyflow",
         scopes,
         org: None,
+        user: None,
     });
     Ok(json!({
         "access_token": issued.token,
@@ -443,12 +577,27 @@ fn bookyflow_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
     }))
 }
 
-fn generic_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
-    require_content_type(parts, FORM)?;
-    let params = form_params(body)?;
-    require_client_credentials_grant(&params)?;
-    let body_id = optional(&params, "client_id");
-    let body_secret = optional(&params, "client_secret");
+/// A client at the Generic token endpoint.
+enum GenericClient {
+    /// Authenticated with [`CLIENT_SECRET`] (HTTP Basic or body).
+    Confidential(String),
+    /// [`PUBLIC_CLIENT_ID`], identified by `client_id` alone (no secret anywhere).
+    Public,
+}
+
+impl GenericClient {
+    fn id(&self) -> &str {
+        match self {
+            GenericClient::Confidential(id) => id,
+            GenericClient::Public => PUBLIC_CLIENT_ID,
+        }
+    }
+}
+
+/// Identifies and authenticates the client of a Generic token request.
+fn generic_client(parts: &Parts, params: &Params) -> Result<GenericClient, OAuthError> {
+    let body_id = optional(params, "client_id");
+    let body_secret = optional(params, "client_secret");
     let (client_id, client_secret) = match basic_credentials(&parts.headers) {
         Basic::Malformed => {
             return Err(OAuthError::invalid_client(
@@ -471,17 +620,41 @@ fn generic_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
         Basic::Absent => match (body_id, body_secret) {
             (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
             (None, _) => return Err(OAuthError::invalid_client("missing client authentication")),
+            (Some(PUBLIC_CLIENT_ID), None) => return Ok(GenericClient::Public),
             (Some(_), None) => return Err(OAuthError::invalid_client("missing client_secret")),
         },
     };
     authenticate(&client_id, &client_secret)?;
-    let scope = optional(&params, "scope");
+    Ok(GenericClient::Confidential(client_id))
+}
+
+fn generic_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
+    require_content_type(parts, FORM)?;
+    let params = form_params(body)?;
+    match require(&params, "grant_type")? {
+        "client_credentials" => generic_client_credentials(shared, parts, &params),
+        "authorization_code" => generic_authorization_code(shared, parts, &params),
+        "refresh_token" => generic_refresh(shared, parts, &params),
+        other => Err(OAuthError::unsupported_grant_type(other)),
+    }
+}
+
+fn generic_client_credentials(shared: &Shared, parts: &Parts, params: &Params) -> Outcome {
+    let client_id = match generic_client(parts, params)? {
+        GenericClient::Confidential(id) => id,
+        // A public client cannot keep a secret, so it gets no token of its own.
+        GenericClient::Public => {
+            return Err(OAuthError::invalid_client("missing client_secret"));
+        }
+    };
+    let scope = optional(params, "scope");
     let issued = shared.issue_access(AccessGrant {
         provider: Provider::Generic,
         client_id: &client_id,
-        audience: optional(&params, "audience").unwrap_or("generic"),
+        audience: optional(params, "audience").unwrap_or("generic"),
         scopes: scope.map(scopes_of).unwrap_or_default(),
         org: None,
+        user: None,
     });
     let mut response = json!({
         "access_token": issued.token,
@@ -492,6 +665,91 @@ fn generic_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
         response["scope"] = json!(scope);
     }
     Ok(response)
+}
+
+/// The Generic user's token response: access token, refresh token (if any), scope.
+fn user_token_response(
+    access: crate::state::Issued,
+    refresh: Option<String>,
+    scopes: &[String],
+) -> Value {
+    let mut response = json!({
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+    });
+    if let Some(refresh) = refresh {
+        response["refresh_token"] = json!(refresh);
+    }
+    if !scopes.is_empty() {
+        response["scope"] = json!(scopes.join(" "));
+    }
+    response
+}
+
+fn generic_authorization_code(shared: &Shared, parts: &Parts, params: &Params) -> Outcome {
+    let grant = CodeGrant::parse(params)?;
+    let client = generic_client(parts, params)?;
+    let code = grant.redeem(shared, Provider::Generic, client.id())?;
+    let access = shared.issue_access(AccessGrant {
+        provider: Provider::Generic,
+        client_id: client.id(),
+        audience: "generic",
+        scopes: code.scopes.clone(),
+        org: None,
+        user: Some(&code.user),
+    });
+    let (refresh, family) = shared.issue_refresh_token(RefreshGrant {
+        provider: Provider::Generic,
+        client_id: client.id(),
+        user: Some(&code.user),
+        scopes: code.scopes.clone(),
+        family: None,
+    });
+    shared.record_code_tokens(grant.code, family, Some(access.token.clone()));
+    Ok(user_token_response(
+        access,
+        Some(refresh.token),
+        &code.scopes,
+    ))
+}
+
+fn generic_refresh(shared: &Shared, parts: &Parts, params: &Params) -> Outcome {
+    let refresh_token = require(params, "refresh_token")?;
+    let client = generic_client(parts, params)?;
+    let record = presented_refresh(shared, Provider::Generic, refresh_token)?;
+    if record.client_id != client.id() {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
+    let scopes = match optional(params, "scope") {
+        None => record.scopes.clone(),
+        Some(scope) => {
+            let asked = scopes_of(scope);
+            if let Some(extra) = asked.iter().find(|s| !record.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {extra} was not granted"
+                )));
+            }
+            asked
+        }
+    };
+    let rotated = if shared.provider(Provider::Generic).rotation() {
+        Some(rotate(shared, &record, refresh_token)?)
+    } else {
+        None
+    };
+    let access = shared.issue_access(AccessGrant {
+        provider: Provider::Generic,
+        client_id: client.id(),
+        audience: "generic",
+        scopes: scopes.clone(),
+        org: None,
+        user: record.user.as_deref(),
+    });
+    Ok(user_token_response(access, rotated, &scopes))
 }
 
 /// What a protected route made of the `Authorization` header.
@@ -536,7 +794,14 @@ fn authorize(
     let issued_here =
         |t: &AccessToken| t.provider == route || (route.is_bookable() && t.provider.is_bookable());
     match presented(shared, headers) {
-        Presented::Known(token, Ok(())) if issued_here(&token) => Ok(token),
+        Presented::Known(token, Ok(())) if issued_here(&token) => {
+            let issuer = shared.provider(token.provider);
+            if issuer.rejects_all() {
+                issuer.count_forced_rejection();
+                return Err((token.provider, "token rejected (simulated)"));
+            }
+            Ok(token)
+        }
         Presented::Known(token, validity) if issued_here(&token) => {
             Err((token.provider, rejection(validity)))
         }
@@ -614,6 +879,15 @@ async fn octorate_reservations(State(shared): State<Arc<Shared>>, headers: Heade
 
 async fn bookyflow_properties(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let token = match presented(&shared, &headers) {
+        Presented::Known(token, Ok(()))
+            if token.provider == Provider::BookyFlow
+                && shared.provider(Provider::BookyFlow).rejects_all() =>
+        {
+            shared
+                .provider(Provider::BookyFlow)
+                .count_forced_rejection();
+            return reject(&shared, Provider::BookyFlow, "token rejected (simulated)");
+        }
         Presented::Known(token, Ok(())) if token.provider == Provider::BookyFlow => token,
         Presented::Known(token, _) if token.provider == Provider::BookyFlow => {
             return reject(&shared, Provider::BookyFlow, "Invalid or expired token");
@@ -643,11 +917,15 @@ async fn generic_api(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
         Err((p, why)) => return reject(&shared, p, why),
     };
     shared.provider(Provider::Generic).count_api_call();
-    ok_json(&json!({
+    let mut body = json!({
         "ok": true,
         "client_id": token.client_id,
         "scope": token.scopes.join(" "),
-    }))
+    });
+    if let Some(user) = token.user {
+        body["user"] = json!(user);
+    }
+    ok_json(&body)
 }
 
 async fn redirect_target(State(shared): State<Arc<Shared>>, req: Request) -> Response {

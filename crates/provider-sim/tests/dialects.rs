@@ -406,11 +406,24 @@ fn generic_shape_errors() {
         &sim,
         &url,
         &[
-            ("grant_type", "authorization_code"),
+            ("grant_type", "password"),
             ("client_id", CLIENT_ID),
             ("client_secret", CLIENT_SECRET),
         ],
     );
     assert_eq!(resp.status, 400);
     assert_eq!(resp.error(), "unsupported_grant_type");
+    // authorization_code is supported (tests/authorization_code.rs): without a code it is
+    // a malformed request.
+    let resp = post_form(
+        &sim,
+        &url,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ],
+    );
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.error(), "invalid_request");
 }

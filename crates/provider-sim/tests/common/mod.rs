@@ -308,3 +308,102 @@ pub fn token_of(resp: &Resp) -> String {
         .expect("a token")
         .to_owned()
 }
+
+/// RFC 7636 Appendix B: the code verifier of the worked example ...
+pub const RFC7636_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// ... and its S256 code challenge.
+pub const RFC7636_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A redirect URI the default registration accepts (loopback, any port).
+pub const LOOPBACK_CALLBACK: &str = "http://127.0.0.1:53124/callback";
+
+pub fn get(sim: &Simulator, target: &str) -> Resp {
+    request(sim, "GET", target, &[], b"").expect("a complete response")
+}
+
+/// `GET {authorize_url}?{pairs}`.
+pub fn authorize(sim: &Simulator, p: provider_sim::Provider, pairs: &[(&str, &str)]) -> Resp {
+    let url = sim.authorize_url(p).expect("an authorization endpoint");
+    get(sim, &format!("{url}?{}", form(pairs)))
+}
+
+/// A well-formed authorization request for `client_id` with the RFC 7636 challenge, plus
+/// `extra` pairs.
+pub fn authorize_ok(
+    sim: &Simulator,
+    p: provider_sim::Provider,
+    client_id: &str,
+    redirect_uri: &str,
+    extra: &[(&str, &str)],
+) -> Resp {
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", RFC7636_CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    pairs.extend_from_slice(extra);
+    authorize(sim, p, &pairs)
+}
+
+/// The redirect of a 302: the URI before the appended query, and the decoded pairs.
+pub fn redirect_of(resp: &Resp) -> (String, Vec<(String, String)>) {
+    assert_eq!(resp.status, 302, "{}", resp.text());
+    let location = resp.header("location").expect("a Location header");
+    let (base, query) = location
+        .rsplit_once('?')
+        .unwrap_or_else(|| panic!("no query in {location}"));
+    let pairs = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    (base.to_owned(), pairs)
+}
+
+/// The value of `name` among decoded pairs.
+pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Runs an authorization request that must succeed and returns the code.
+pub fn code_for(
+    sim: &Simulator,
+    p: provider_sim::Provider,
+    client_id: &str,
+    redirect_uri: &str,
+) -> String {
+    let resp = authorize_ok(sim, p, client_id, redirect_uri, &[]);
+    let (_, pairs) = redirect_of(&resp);
+    param(&pairs, "code").expect("a code").to_owned()
+}
+
+/// A 400 page: JSON, no redirect.
+pub fn assert_error_page(resp: &Resp) {
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.header("location").is_none(), "{resp:?}");
+    assert_eq!(resp.error(), "invalid_request");
+}
+
+/// An access token the protected route of `p` accepts (bookingtime: for the first
+/// organization).
+pub fn api_token(sim: &Simulator, p: provider_sim::Provider) -> String {
+    use provider_sim::{ORGANIZATIONS, Provider};
+    let first = token_of(&good_token_request(sim, p).expect("a complete response"));
+    if p != Provider::Bookingtime {
+        return first;
+    }
+    let resp = post_form(
+        sim,
+        &sim.token_url(p),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("refresh_token", &first),
+            ("organization_id", ORGANIZATIONS[0]),
+        ],
+    );
+    token_of(&resp)
+}
