@@ -50,10 +50,10 @@ struct Leave<'a> {
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            if let Some(hold) = lock(&self.gate.hold).as_mut().filter(|h| h.id == self.id) {
-                hold.held = hold.held.saturating_sub(1);
-            }
+        if self.armed
+            && let Some(hold) = lock(&self.gate.hold).as_mut().filter(|h| h.id == self.id)
+        {
+            hold.held = hold.held.saturating_sub(1);
         }
     }
 }
@@ -132,10 +132,10 @@ impl Gate {
             Err(_elapsed) if *signal.borrow() == Signal::Open => Passed::Open,
             Err(_elapsed) => {
                 let mut hold = lock(&self.hold);
-                if hold.as_ref().is_some_and(|h| h.id == id) {
-                    if let Some(h) = hold.take() {
-                        h.signal.send_replace(Signal::TimedOut);
-                    }
+                if hold.as_ref().is_some_and(|h| h.id == id)
+                    && let Some(h) = hold.take()
+                {
+                    h.signal.send_replace(Signal::TimedOut);
                 }
                 Passed::TimedOut
             }

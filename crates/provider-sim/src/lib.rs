@@ -147,8 +147,19 @@ impl Default for Quota {
     }
 }
 
-/// The bookingtime organizations the clients may access.
+/// The bookingtime organizations the clients may access by name. Besides these, any
+/// `org-{number}` (e.g. `org-42`) is accepted too, for tests and benchmarks with many
+/// organizations (see [`is_organization`]).
 pub const ORGANIZATIONS: &[&str] = &["org-alpha", "org-beta", "org-gamma"];
+
+/// Whether bookingtime's simulated token endpoint knows `organization`: one of
+/// [`ORGANIZATIONS`], or `org-` followed by digits.
+pub fn is_organization(organization: &str) -> bool {
+    ORGANIZATIONS.contains(&organization)
+        || organization
+            .strip_prefix("org-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// The audience Bookable requires in its token requests.
 pub const BOOKABLE_AUDIENCE: &str = "api.bookabletech.com";

@@ -25,6 +25,27 @@ impl From<Preset> for Provider {
     }
 }
 
+impl Simulator {
+    /// A configuration of `provider` for users' grants (the Authorization Code flow with
+    /// PKCE): the public client [`PUBLIC_CLIENT_ID`](crate::PUBLIC_CLIENT_ID) (no secret), the
+    /// simulator's authorization endpoint and issuer. `None` for providers without an
+    /// authorization endpoint.
+    pub fn public_preset(&self, provider: Provider) -> Option<ClientConfigBuilder> {
+        let authorize = self.authorize_url(provider)?;
+        let credentials = Credentials::without_secret(crate::PUBLIC_CLIENT_ID);
+        let builder = match provider {
+            Provider::Bookingtime => presets::bookingtime_app(credentials),
+            _ => presets::generic(self.token_url(provider), credentials),
+        };
+        Some(
+            builder
+                .token_url(self.token_url(provider))
+                .authorization_endpoint(authorize)
+                .issuer(self.issuer(provider)),
+        )
+    }
+}
+
 /// The simulator's confidential-client credentials.
 pub fn credentials() -> Credentials {
     Credentials::new(CLIENT_ID, ClientSecret::new(CLIENT_SECRET))

@@ -25,7 +25,7 @@ use crate::wire::{
 };
 use crate::{
     BOOKABLE_AUDIENCE, BOOKABLE_SCOPE, BOOKYFLOW_SCOPES, CLIENT_ID, CLIENT_SECRET, Fault,
-    MODULE_CLIENT_ID, ORGANIZATIONS, PUBLIC_CLIENT_ID, Provider, RecordedRequest,
+    MODULE_CLIENT_ID, PUBLIC_CLIENT_ID, Provider, RecordedRequest,
 };
 
 /// The largest request body read.
@@ -486,7 +486,7 @@ fn bookingtime_token(shared: &Shared, parts: &Parts, body: &[u8]) -> Outcome {
                     "refresh token was issued to another client",
                 ));
             }
-            if !ORGANIZATIONS.contains(&org) {
+            if !crate::is_organization(org) {
                 return Err(OAuthError::invalid_request("unknown organization"));
             }
             let rotated = if shared.provider(Provider::Bookingtime).rotation() {

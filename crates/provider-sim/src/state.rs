@@ -692,10 +692,10 @@ impl Shared {
         if let Some(family) = family {
             self.revoke_family(family);
         }
-        if let Some(access) = access {
-            if let Some(record) = lock(&self.access_tokens).get_mut(&access) {
-                record.revoked = true;
-            }
+        if let Some(access) = access
+            && let Some(record) = lock(&self.access_tokens).get_mut(&access)
+        {
+            record.revoked = true;
         }
         Redeemed::Reused
     }

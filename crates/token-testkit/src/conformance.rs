@@ -34,7 +34,7 @@ impl Options {
 /// scenarios can use plain threads for concurrency.
 pub trait Transport: Send + Sync + Sized + 'static {
     /// A registered client (one key).
-    type Handle: Clone + Send + Sync + 'static;
+    type Handle: Clone + Send + Sync + std::fmt::Debug + 'static;
 
     /// Builds a client.
     fn build(options: Options) -> Self;
@@ -51,6 +51,9 @@ pub trait Transport: Send + Sync + Sized + 'static {
     fn call(handle: &Self::Handle, url: &str) -> Result<u16, Error>;
     /// The client's driver.
     fn driver(&self) -> &Arc<Driver>;
+    /// Completes a user's authorization from its redirect: the user's handle.
+    fn complete_authorization(handle: &Self::Handle, redirect: &str)
+    -> Result<Self::Handle, Error>;
 }
 
 /// Runs every scenario.
@@ -69,6 +72,11 @@ pub fn run_all<T: Transport>() {
     insecure_api_urls_are_refused_and_never_echo_secrets::<T>();
     a_panic_in_a_fetch_fails_its_waiters_at_once::<T>();
     the_worker_stops_with_the_last_clone::<T>();
+    an_api_that_rejects_every_token_costs_a_handful_of_token_requests::<T>();
+    bookingtime_fan_out_goes_out_in_parallel::<T>();
+    a_users_authorization_end_to_end::<T>();
+    a_denied_or_forged_authorization_is_a_typed_error::<T>();
+    auth0_quota_reaches_the_token::<T>();
     tokens_flow_under_load_and_nobody_waits_for_a_refresh::<T>();
 }
 
@@ -539,4 +547,167 @@ pub fn tokens_flow_under_load_and_nobody_waits_for_a_refresh<T: Transport>() {
         (5..=7).contains(&requests),
         "{requests} token requests in 5 lifetimes"
     );
+}
+
+/// Issue "Lifecycle v2", finding 3: 50 calls to an API that rejects every token (wrong
+/// audience, revoked grant, clock skew) made 50 token requests.
+pub fn an_api_that_rejects_every_token_costs_a_handful_of_token_requests<T: Transport>() {
+    let (sim, client, _clock) = setup::<T>();
+    let handle = register(&sim, &client, Preset::Generic);
+    let url = sim.api_url(Provider::Generic);
+    sim.set_api_rejects_all(Provider::Generic, true);
+    for _ in 0..50 {
+        assert_eq!(
+            T::call(&handle, &url).unwrap(),
+            401,
+            "the caller gets the API's 401"
+        );
+    }
+    let requests = sim.token_requests(Provider::Generic);
+    assert!(
+        requests <= 3,
+        "{requests} token requests for 50 refused calls"
+    );
+    // The API accepts tokens again: the next call renews as soon as its backoff allows, and
+    // an accepted call clears the rule.
+    sim.set_api_rejects_all(Provider::Generic, false);
+    assert_eq!(T::call(&handle, &url).unwrap(), 200);
+}
+
+/// Issue "Lifecycle v2", finding 5: bookingtime's fan-out to the organizations waiting for a
+/// new refresh token was serial on one caller's thread.
+pub fn bookingtime_fan_out_goes_out_in_parallel<T: Transport>() {
+    let (sim, client, _clock) = setup::<T>();
+    let bookingtime = register(&sim, &client, Preset::BookingtimeApp);
+    // Each request takes a moment: serial requests would never overlap.
+    sim.set_token_latency(Provider::Bookingtime, Duration::from_millis(200));
+    let orgs: Vec<String> = (0..8).map(|i| format!("org-{i}")).collect();
+    let barrier = Arc::new(Barrier::new(orgs.len()));
+    std::thread::scope(|s| {
+        for org in &orgs {
+            let (handle, barrier) = (T::organization(&bookingtime, org), Arc::clone(&barrier));
+            s.spawn(move || {
+                barrier.wait();
+                T::token(&handle).unwrap()
+            });
+        }
+    });
+    // One refresh token, then every waiting organization's request at once.
+    assert_eq!(sim.token_requests(Provider::Bookingtime), 1 + orgs.len());
+    let parallel = sim.max_concurrent_token_requests(Provider::Bookingtime);
+    assert!(
+        parallel >= orgs.len(),
+        "at most {parallel} requests overlapped"
+    );
+}
+
+/// Plays the user's browser: GETs the authorization URL (the simulator auto-approves) and
+/// returns where it redirects.
+pub fn browse(authorization_url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .get(authorization_url)
+        .call()
+        .expect("the authorization endpoint answers");
+    assert_eq!(
+        response.status(),
+        302,
+        "the authorization endpoint redirects"
+    );
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location header")
+        .to_owned()
+}
+
+const REDIRECT_URI: &str = "http://127.0.0.1:53682/callback";
+
+/// Issue "User authentication": start an authorization, complete it from the redirect, then
+/// tokens for that user (and organization), with the same guarantees as the app's.
+pub fn a_users_authorization_end_to_end<T: Transport>() {
+    for provider in [Provider::Generic, Provider::Bookingtime] {
+        let (sim, client, _clock) = setup::<T>();
+        let config = sim.public_preset(provider).unwrap().build().unwrap();
+        let handle = client.register(config);
+        let start = T::core(&handle)
+            .start_authorization("alice", REDIRECT_URI)
+            .unwrap();
+        let redirect = browse(&start.url);
+        assert!(redirect.starts_with(REDIRECT_URI), "{redirect}");
+        let user = T::complete_authorization(&handle, &redirect).unwrap();
+        let user = if provider == Provider::Bookingtime {
+            T::organization(&user, "org-alpha")
+        } else {
+            user
+        };
+        let first = T::token(&user).unwrap();
+        for _ in 0..5 {
+            assert_eq!(secret(&T::token(&user).unwrap()), secret(&first));
+        }
+        assert_eq!(sim.code_exchanges(provider), 1, "{provider:?}");
+        let expected = if provider == Provider::Bookingtime {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            sim.token_requests(provider),
+            expected,
+            "{provider:?}: the code exchange (then bookingtime's organization token)"
+        );
+        // The same redirect again is refused: its state was used.
+        let err = T::complete_authorization(&handle, &redirect).unwrap_err();
+        assert!(err.is_authorization_required(), "{err:?}");
+    }
+}
+
+pub fn a_denied_or_forged_authorization_is_a_typed_error<T: Transport>() {
+    let (sim, client, _clock) = setup::<T>();
+    let handle = client.register(
+        sim.public_preset(Provider::Generic)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    sim.set_user_denies(Provider::Generic, true);
+    let start = T::core(&handle)
+        .start_authorization("bob", REDIRECT_URI)
+        .unwrap();
+    let err = T::complete_authorization(&handle, &browse(&start.url)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Authorization(token_core::AuthorizationError::Refused { code, .. }) if code.as_str() == "access_denied"),
+        "{err:?}"
+    );
+    sim.set_user_denies(Provider::Generic, false);
+    let start = T::core(&handle)
+        .start_authorization("bob", REDIRECT_URI)
+        .unwrap();
+    let forged = browse(&start.url).replace("state=", "state=x");
+    let err = T::complete_authorization(&handle, &forged).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Authorization(token_core::AuthorizationError::StateMismatch)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(sim.code_exchanges(Provider::Generic), 0);
+}
+
+/// Issue "What operators see and pay": Auth0's quota headers reach the token.
+pub fn auth0_quota_reaches_the_token<T: Transport>() {
+    let (sim, client, _clock) = setup::<T>();
+    sim.set_client_quota(Provider::Bookable, provider_sim::Quota::new(10, 50));
+    let handle = register(&sim, &client, Preset::Bookable);
+    let token = T::token(&handle).unwrap();
+    let quota = token.quota().expect("Bookable sends quota headers");
+    let hour = quota.client.as_ref().unwrap().per_hour.unwrap();
+    assert_eq!((hour.quota, hour.remaining), (Some(10), Some(9)));
+    assert!(quota.rate_limit.is_some());
 }

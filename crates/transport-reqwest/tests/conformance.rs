@@ -14,7 +14,7 @@ struct Reqwest {
     http: reqwest::Client,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Handle {
     handle: ClientHandle,
     runtime: Arc<tokio::runtime::Runtime>,
@@ -73,6 +73,17 @@ impl Transport for Reqwest {
         })
     }
 
+    fn complete_authorization(handle: &Handle, redirect: &str) -> Result<Handle, Error> {
+        // Inside the runtime: the code exchange is spawned on it.
+        let user = handle
+            .runtime
+            .block_on(async { handle.handle.complete_authorization(redirect) })?;
+        Ok(Handle {
+            handle: user,
+            ..handle.clone()
+        })
+    }
+
     fn driver(&self) -> &Arc<Driver> {
         self.client.driver()
     }
@@ -122,4 +133,9 @@ scenarios!(
     a_panic_in_a_fetch_fails_its_waiters_at_once,
     the_worker_stops_with_the_last_clone,
     tokens_flow_under_load_and_nobody_waits_for_a_refresh,
+    an_api_that_rejects_every_token_costs_a_handful_of_token_requests,
+    bookingtime_fan_out_goes_out_in_parallel,
+    a_users_authorization_end_to_end,
+    a_denied_or_forged_authorization_is_a_typed_error,
+    auth0_quota_reaches_the_token,
 );

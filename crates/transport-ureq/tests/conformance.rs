@@ -41,6 +41,13 @@ impl Transport for Ureq {
         Ok(handle.call(request)?.status().as_u16())
     }
 
+    fn complete_authorization(
+        handle: &ClientHandle,
+        redirect: &str,
+    ) -> Result<ClientHandle, Error> {
+        handle.complete_authorization(redirect)
+    }
+
     fn driver(&self) -> &Arc<Driver> {
         self.0.driver()
     }
@@ -90,4 +97,9 @@ scenarios!(
     a_panic_in_a_fetch_fails_its_waiters_at_once,
     the_worker_stops_with_the_last_clone,
     tokens_flow_under_load_and_nobody_waits_for_a_refresh,
+    an_api_that_rejects_every_token_costs_a_handful_of_token_requests,
+    bookingtime_fan_out_goes_out_in_parallel,
+    a_users_authorization_end_to_end,
+    a_denied_or_forged_authorization_is_a_typed_error,
+    auth0_quota_reaches_the_token,
 );
