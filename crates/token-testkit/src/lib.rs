@@ -4,6 +4,8 @@
 //!   around `token_core::TokenManager`, for the core's tests (nothing sleeps: time is an
 //!   `Instant` the test moves).
 //! - [`metrics`]: a `metrics` recorder that keeps what it is given, for the metrics tests.
+//! - [`redis`] and [`proxy`]: a real `redis-server` on a free loopback port (stopped on
+//!   drop), and a TCP proxy that black-holes or resets connections on command.
 //! - [`conformance`]: the transport scenarios, written once against the [`conformance::Transport`]
 //!   trait and run by each transport's tests.
 
@@ -12,4 +14,6 @@
 
 pub mod conformance;
 pub mod metrics;
+pub mod proxy;
+pub mod redis;
 pub mod sansio;
