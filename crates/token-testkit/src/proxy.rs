@@ -16,7 +16,9 @@
 //!
 //! Plain std threads (two per connection), so it works under any async runtime or none. Each
 //! thread wakes every few milliseconds to see the mode, so a switch takes effect at once on
-//! connections that are already open.
+//! connections that are already open. A connection that lived through a blackhole never
+//! forwards again (bytes were dropped, so resuming it would desynchronise the protocol in a way
+//! no real network does): a client must notice and reconnect.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -35,7 +37,9 @@ pub enum Mode {
     /// Forwards bytes both ways.
     PassThrough,
     /// Accepts connections and reads what clients send, but forwards nothing either way: the
-    /// client waits for an answer that never comes (a partition, a hung server).
+    /// client waits for an answer that never comes (a partition, a hung server). A connection
+    /// that was open during a blackhole stays dead after it (its bytes were lost, as when a
+    /// partition drops a connection's state): only new connections pass again.
     Blackhole,
     /// Closes every open connection, and every new one as soon as it is accepted.
     Reset,
@@ -191,33 +195,39 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
         return;
     };
     let back_shared = Arc::clone(shared);
+    let dead = Arc::new(AtomicBool::new(false));
+    let back_dead = Arc::clone(&dead);
     let back = std::thread::Builder::new()
         .name("fault-proxy-pump".into())
-        .spawn(move || pump(server2, client2, &back_shared));
-    pump(client, server, shared);
+        .spawn(move || pump(server2, client2, &back_shared, &back_dead));
+    pump(client, server, shared, &dead);
     if let Ok(back) = back {
         let _ = back.join();
     }
 }
 
 /// Copies `from` to `to` until either side closes, the mode is [`Mode::Reset`] or the proxy
-/// stops; in [`Mode::Blackhole`] reads and discards. Closes both sockets when done, so the
-/// other direction's pump ends too.
-fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
+/// stops; in [`Mode::Blackhole`] (and forever after it, `dead`) reads and discards. Closes both
+/// sockets when done, so the other direction's pump ends too.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, dead: &AtomicBool) {
     let mut buf = [0u8; 16 * 1024];
     loop {
-        if shared.stop.load(Ordering::SeqCst) || shared.mode() == Mode::Reset {
+        let mode = shared.mode();
+        if shared.stop.load(Ordering::SeqCst) || mode == Mode::Reset {
             break;
+        }
+        if mode == Mode::Blackhole {
+            dead.store(true, Ordering::SeqCst);
         }
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => match shared.mode() {
-                Mode::PassThrough => {
+                Mode::PassThrough if !dead.load(Ordering::SeqCst) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
                 }
-                Mode::Blackhole => {}
+                Mode::PassThrough | Mode::Blackhole => dead.store(true, Ordering::SeqCst),
                 Mode::Reset => break,
             },
             Err(e)
@@ -263,6 +273,24 @@ mod tests {
         proxy.set_mode(Mode::PassThrough);
         assert_eq!(ping().unwrap(), Reply::Status("PONG".into()));
         assert!(proxy.accepted() >= 4);
+    }
+
+    #[test]
+    fn a_connection_open_during_a_blackhole_stays_dead() {
+        let server = RedisServer::start();
+        let proxy = FaultProxy::start(server.addr()).unwrap();
+        let mut conn = TcpStream::connect(proxy.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        proxy.set_mode(Mode::Blackhole);
+        conn.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 7];
+        assert!(conn.read_exact(&mut buf).is_err());
+        proxy.set_mode(Mode::PassThrough);
+        conn.write_all(b"PING\r\n").unwrap();
+        assert!(conn.read_exact(&mut buf).is_err(), "still dead");
+        let fresh = command(proxy.addr(), &[b"PING"], Duration::from_secs(10)).unwrap();
+        assert_eq!(fresh, Reply::Status("PONG".into()));
     }
 
     #[test]
