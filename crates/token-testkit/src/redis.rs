@@ -45,6 +45,13 @@ pub struct RedisServer {
     dir: PathBuf,
     extra_args: Vec<String>,
     binary: PathBuf,
+    tls: Option<Tls>,
+}
+
+/// The TLS side of a [`RedisServer::start_tls`] server.
+struct Tls {
+    port: u16,
+    ca_pem: Vec<u8>,
 }
 
 impl RedisServer {
@@ -71,19 +78,66 @@ impl RedisServer {
             dir,
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
             binary: redis_server_binary(),
+            tls: None,
         };
+        server.start_on_free_ports()?;
+        Ok(server)
+    }
+
+    /// Starts a server that also listens for TLS ([`RedisServer::tls_url`]), its certificate
+    /// for `127.0.0.1` signed by a fresh CA ([`RedisServer::ca_pem`]). Clients need not present
+    /// a certificate. The plain port stays open for [`RedisServer::cmd`]. Panics if it cannot
+    /// (naming the install command if `openssl` is missing).
+    pub fn start_tls() -> Self {
+        let attempt = || -> io::Result<Self> {
+            let mut server = Self {
+                child: None,
+                port: 0,
+                dir: scratch_dir()?,
+                extra_args: Vec::new(),
+                binary: redis_server_binary(),
+                tls: None,
+            };
+            let ca_pem = make_certificates(&server.dir)?;
+            server.tls = Some(Tls { port: 0, ca_pem });
+            server.start_on_free_ports()?;
+            Ok(server)
+        };
+        match attempt() {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn start_on_free_ports(&mut self) -> io::Result<()> {
         // The free port is found by binding and releasing it, so another process can take it
         // before redis-server binds: try a few ports.
         let mut last = None;
         for _ in 0..5 {
-            server.port = free_port()?;
-            match server.spawn() {
-                Ok(()) => return Ok(server),
+            self.port = free_port()?;
+            if let Some(tls) = &mut self.tls {
+                tls.port = free_port()?;
+            }
+            match self.spawn() {
+                Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    /// `rediss://127.0.0.1:tls_port` for a [`RedisServer::start_tls`] server.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|tls| format!("rediss://127.0.0.1:{}", tls.port))
+    }
+
+    /// The PEM certificate of the CA that signed a [`RedisServer::start_tls`] server's
+    /// certificate.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.tls.as_ref().map(|tls| tls.ca_pem.as_slice())
     }
 
     /// The port it listens on (the same across [`RedisServer::restart`]).
@@ -178,6 +232,17 @@ impl RedisServer {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls-port")
+                .arg(tls.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -341,6 +406,70 @@ fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
     }
 }
 
+/// A CA and a server certificate for 127.0.0.1 (P-256, ten years), made with `openssl` in
+/// `dir`; returns the CA certificate's PEM.
+fn make_certificates(dir: &Path) -> io::Result<Vec<u8>> {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    // Each step: the arguments without spaces, then those with.
+    let steps: [(String, &[&str]); 3] = [
+        (
+            format!("req -x509 {ec} -keyout ca.key -out ca.crt -days 3650"),
+            &[
+                "-subj",
+                "/CN=token-testkit CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ),
+        (
+            format!("req {ec} -keyout server.key -out server.csr"),
+            &["-subj", "/CN=127.0.0.1"],
+        ),
+        (
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+             -days 3650 -extfile server.ext"
+                .to_owned(),
+            &[],
+        ),
+    ];
+    for (plain, spaced) in &steps {
+        let args: Vec<&str> = plain
+            .split_whitespace()
+            .chain(spaced.iter().copied())
+            .collect();
+        let output = match Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+        {
+            Ok(output) => output,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "`openssl` not found: the TLS tests make their certificates with it; \
+                     install it with `apt-get install -y openssl`",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if !output.status.success() {
+            return Err(io::Error::other(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+    }
+    std::fs::read(dir.join("ca.crt"))
+}
+
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
@@ -396,6 +525,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_server_listens_on_both_ports() {
+        let mut server = RedisServer::start_tls();
+        let url = server.tls_url().unwrap();
+        assert!(url.starts_with("rediss://127.0.0.1:"), "{url}");
+        assert!(String::from_utf8_lossy(server.ca_pem().unwrap()).contains("BEGIN CERTIFICATE"));
+        assert_eq!(server.cmd(&["PING"]).unwrap(), Reply::Status("PONG".into()));
+        let tls_port = url.rsplit(':').next().unwrap().to_owned();
+        let config = server.cmd(&["CONFIG", "GET", "tls-port"]).unwrap().bulks();
+        assert_eq!(config[1], tls_port.as_bytes(), "listening for TLS");
+        server.restart();
+        assert_eq!(server.tls_url().unwrap(), url, "same ports after a restart");
+        assert_eq!(server.cmd(&["PING"]).unwrap(), Reply::Status("PONG".into()));
+        assert_eq!(RedisServer::start().tls_url(), None);
+    }
+
+    #[test]
     fn a_missing_binary_names_the_install_command() {
         // Not through $REDIS_SERVER (tests share the environment): a bogus path directly.
         let mut server = RedisServer {
@@ -404,6 +549,7 @@ mod tests {
             dir: scratch_dir().unwrap(),
             extra_args: Vec::new(),
             binary: PathBuf::from("/nonexistent/redis-server"),
+            tls: None,
         };
         let err = server.spawn().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
