@@ -11,36 +11,42 @@ use tokio::sync::Mutex;
 
 use crate::error::{Endpoint, StoreError, breaks_connection};
 use crate::protocol::{self, Acquire, Call, Next, RawAcquire, StoreKey};
-use crate::{Options, owner_id};
+use crate::{Options, Settings, owner_id};
 
 /// Builds an [`AsyncRedisStore`].
 #[derive(Debug, Clone)]
 pub struct AsyncRedisStoreBuilder {
-    url: String,
-    options: Options,
+    settings: Settings,
 }
 
 impl AsyncRedisStoreBuilder {
     /// How long connecting (TCP, TLS, `AUTH`/`HELLO`) may take. Default 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.options.connect_timeout = timeout;
+        self.settings.options.connect_timeout = timeout;
         self
     }
 
     /// How long each reply may take to arrive. Default 500 ms.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.options.response_timeout = timeout;
+        self.settings.options.response_timeout = timeout;
+        self
+    }
+
+    /// For `rediss://` URLs: trust these root certificates (PEM, one or more) instead of the
+    /// webpki roots, e.g. a private CA. Building fails for a `redis://` URL.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.root_certificates = Some(pem.into());
         self
     }
 
     /// Checks the URL and builds the store. Does not connect: the first operation does.
     pub fn build(self) -> Result<AsyncRedisStore, StoreError> {
-        let (client, endpoint) = crate::client(&self.url)?;
+        let (client, endpoint) = self.settings.client()?;
         Ok(AsyncRedisStore {
             inner: Arc::new(Inner {
                 client,
                 endpoint,
-                options: self.options,
+                options: self.settings.options,
                 owner: owner_id()?,
                 conn: Mutex::new(Slot::default()),
             }),
@@ -84,8 +90,7 @@ impl AsyncRedisStore {
     /// A builder for a store at `url` (`redis://...` or `rediss://...`).
     pub fn builder(url: &str) -> AsyncRedisStoreBuilder {
         AsyncRedisStoreBuilder {
-            url: url.to_owned(),
-            options: Options::default(),
+            settings: Settings::new(url),
         }
     }
 

@@ -8,7 +8,7 @@ use redis::Value;
 
 use crate::error::{Endpoint, StoreError, breaks_connection};
 use crate::protocol::{self, Acquire, Call, Next, RawAcquire, StoreKey};
-use crate::{Options, owner_id};
+use crate::{Options, Settings, owner_id};
 
 /// How many idle connections a [`RedisStore`] keeps.
 const MAX_IDLE: usize = 8;
@@ -16,32 +16,38 @@ const MAX_IDLE: usize = 8;
 /// Builds a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
-    url: String,
-    options: Options,
+    settings: Settings,
 }
 
 impl RedisStoreBuilder {
     /// How long connecting (TCP, TLS, `AUTH`/`HELLO`) may take. Default 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.options.connect_timeout = timeout;
+        self.settings.options.connect_timeout = timeout;
         self
     }
 
     /// How long each reply may take to arrive (a socket read or write timeout). Default 500 ms.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.options.response_timeout = timeout;
+        self.settings.options.response_timeout = timeout;
+        self
+    }
+
+    /// For `rediss://` URLs: trust these root certificates (PEM, one or more) instead of the
+    /// webpki roots, e.g. a private CA. Building fails for a `redis://` URL.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.root_certificates = Some(pem.into());
         self
     }
 
     /// Checks the URL and builds the store. Does not connect: the first operation does (so a
     /// process starts while Redis is down, and each operation reports its own error).
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        let (client, endpoint) = crate::client(&self.url)?;
+        let (client, endpoint) = self.settings.client()?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
                 endpoint,
-                options: self.options,
+                options: self.settings.options,
                 owner: owner_id()?,
                 idle: Mutex::new(Vec::new()),
             }),
@@ -72,8 +78,7 @@ impl RedisStore {
     /// `rediss://...` for TLS).
     pub fn builder(url: &str) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.to_owned(),
-            options: Options::default(),
+            settings: Settings::new(url),
         }
     }
 

@@ -3,8 +3,9 @@
 //!
 //! Two stores with the same operations: [`RedisStore`] (blocking, on redis's synchronous
 //! connections) and [`AsyncRedisStore`] (tokio, on a multiplexed connection; feature `tokio`,
-//! on by default). Both take a `redis://` or `rediss://` (TLS, rustls with the webpki roots)
-//! URL. A [`StoreKey`] names one configuration: built from the configuration's fingerprint
+//! on by default). Both take a `redis://` or `rediss://` URL: TLS is rustls (never native-tls)
+//! with the webpki roots, or the root certificates you give the builder
+//! ([`RedisStoreBuilder::tls_root_certificates`]) for a private CA. A [`StoreKey`] names one configuration: built from the configuration's fingerprint
 //! and an [`EncryptionKey`]. This crate knows nothing of tokens beyond bytes: the caller (the
 //! token lifecycle) decides what to store, how long, and when to refresh.
 //!
@@ -106,6 +107,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The crate docs link the async store, which exists with the `tokio` feature only.
+#![cfg_attr(not(feature = "tokio"), allow(rustdoc::broken_intra_doc_links))]
 
 use std::fmt;
 use std::time::Duration;
@@ -153,18 +156,63 @@ impl fmt::Debug for Options {
     }
 }
 
-/// Parses `url` into a client, refusing anything but `redis://` and `rediss://`.
-pub(crate) fn client(url: &str) -> Result<(redis::Client, error::Endpoint), StoreError> {
+/// What both builders collect. Prints the URL without its user-info.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) url: String,
+    pub(crate) options: Options,
+    pub(crate) root_certificates: Option<Vec<u8>>,
+}
+
+impl Settings {
+    pub(crate) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            options: Options::default(),
+            root_certificates: None,
+        }
+    }
+
+    pub(crate) fn client(&self) -> Result<(redis::Client, error::Endpoint), StoreError> {
+        client(&self.url, self.root_certificates.as_deref())
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &redact_url(&self.url))
+            .field("options", &self.options)
+            .field(
+                "root_certificates",
+                &self.root_certificates.as_ref().map(Vec::len),
+            )
+            .finish()
+    }
+}
+
+/// Parses `url` into a client, refusing anything but `redis://` and `rediss://`; with
+/// `root_certificates` (PEM), a `rediss://` client trusts those instead of the webpki roots.
+pub(crate) fn client(
+    url: &str,
+    root_certificates: Option<&[u8]>,
+) -> Result<(redis::Client, error::Endpoint), StoreError> {
     let trimmed = url.trim();
     let invalid = |reason: String| StoreError::InvalidUrl {
         url: redact_url(trimmed),
         reason,
     };
-    let scheme_ok = ["redis://", "rediss://"]
-        .iter()
-        .any(|s| trimmed.len() >= s.len() && trimmed[..s.len()].eq_ignore_ascii_case(s));
-    if !scheme_ok {
+    let has_scheme = |scheme: &str| {
+        trimmed
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    let tls = has_scheme("rediss://");
+    if !tls && !has_scheme("redis://") {
         return Err(invalid("expected a redis:// or rediss:// URL".into()));
+    }
+    if tls {
+        ensure_crypto_provider();
     }
     let invalid_redis = |e: redis::RedisError| {
         // The parser's message may quote the URL: never with its user-info.
@@ -179,9 +227,30 @@ pub(crate) fn client(url: &str) -> Result<(redis::Client, error::Endpoint), Stor
     // No `CLIENT SETINFO` on connect: two commands fewer, and none the ACL must allow.
     let settings = info.redis_settings().clone().set_skip_set_lib_name();
     let info = info.set_redis_settings(settings);
-    let client = redis::Client::open(info).map_err(invalid_redis)?;
+    let client = match root_certificates {
+        None => redis::Client::open(info),
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+    }
+    .map_err(invalid_redis)?;
     let endpoint = error::Endpoint::new(trimmed, client.get_connection_info());
     Ok((client, endpoint))
+}
+
+/// redis builds its TLS configuration with `rustls::ClientConfig::builder()`, which panics
+/// when the process has no default crypto provider and more than one is compiled in (another
+/// crate enabling `aws-lc-rs`, say). Installs `ring`'s if none is installed yet: what rustls
+/// would pick anyway when `ring` is the only one.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread installing one is fine: there is one either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }
 
 /// The user-info part of a URL (between `://` and the last `@` before the query), or "".
@@ -228,9 +297,13 @@ mod tests {
                 assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
             }
         }
-        let store = RedisStore::open("rediss://u:hunter2@cache.internal:6380/2").unwrap();
+        let builder = RedisStore::builder("rediss://u:hunter2@cache.internal:6380/2");
+        assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
+        let store = builder.build().unwrap();
         assert_eq!(store.endpoint(), "rediss://cache.internal:6380/2");
         assert!(!format!("{store:?}").contains("hunter2"));
+        let plain = RedisStore::builder("redis://h").tls_root_certificates(b"x".to_vec());
+        assert!(matches!(plain.build(), Err(StoreError::InvalidUrl { .. })));
         assert!(RedisStore::open("REDIS://127.0.0.1").is_ok());
     }
 

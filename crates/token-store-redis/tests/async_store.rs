@@ -51,6 +51,19 @@ impl Backend for Async {
             store,
         }
     }
+    fn store_tls(&self, url: &str, ca: Option<&[u8]>) -> OnRuntime {
+        let builder = AsyncRedisStore::builder(url).connect_timeout(Duration::from_secs(5));
+        let store = match ca {
+            Some(pem) => builder.tls_root_certificates(pem),
+            None => builder,
+        }
+        .build()
+        .unwrap();
+        OnRuntime {
+            runtime: Arc::clone(&self.runtime),
+            store,
+        }
+    }
 }
 
 impl Ops for OnRuntime {

@@ -18,6 +18,15 @@ impl Backend for Blocking {
             .build()
             .unwrap()
     }
+    fn store_tls(&self, url: &str, ca: Option<&[u8]>) -> RedisStore {
+        let builder = RedisStore::builder(url).connect_timeout(Duration::from_secs(5));
+        match ca {
+            Some(pem) => builder.tls_root_certificates(pem),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    }
 }
 
 impl Ops for RedisStore {

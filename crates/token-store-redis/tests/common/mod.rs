@@ -39,6 +39,8 @@ pub trait Ops: Send + Sync {
 pub trait Backend: Sync {
     type Store: Ops + 'static;
     fn store_with(&self, url: &str, connect: Duration, response: Duration) -> Self::Store;
+    /// A store trusting `ca` (PEM) for `rediss://`, or the webpki roots if `None`.
+    fn store_tls(&self, url: &str, ca: Option<&[u8]>) -> Self::Store;
     fn store(&self, url: &str) -> Self::Store {
         // Generous: these tests must not flake on a loaded 2-core machine.
         self.store_with(url, Duration::from_secs(5), Duration::from_secs(5))
@@ -642,6 +644,35 @@ pub fn least_privilege_acl<B: Backend>(b: &B) {
     }
 }
 
+/// `rediss://` with the server's private CA: every operation works over TLS.
+pub fn tls_with_a_private_ca<B: Backend>(b: &B) {
+    let server = RedisServer::start_tls();
+    let url = server.tls_url().unwrap();
+    let store = b.store_tls(&url, server.ca_pem());
+    let k = key("tls");
+    store.ping().unwrap();
+    let generation = expect_leased(store.acquire(&k, AHEAD, LEASE).unwrap()).0;
+    assert!(store.publish(&k, generation, TOKEN, LONG).unwrap());
+    assert_eq!(
+        expect_value(store.acquire(&k, AHEAD, LEASE).unwrap()).plaintext,
+        TOKEN
+    );
+    assert!(store.invalidate(&k, generation).unwrap());
+    let generation = expect_leased(store.acquire(&k, AHEAD, LEASE).unwrap()).0;
+    assert!(store.release(&k, generation).unwrap());
+
+    // The certificate is checked: without the CA (webpki roots only), no connection.
+    let err = b.store_tls(&url, None).ping().expect_err("unknown issuer");
+    assert!(err.is_connection(), "{err:?}");
+    // And a plain client on the TLS port gets nowhere either (an error, not a hang).
+    let plain = url.replacen("rediss://", "redis://", 1);
+    let err = b
+        .store_with(&plain, Duration::from_secs(2), Duration::from_millis(500))
+        .ping()
+        .expect_err("plain text on a TLS port");
+    assert!(err.is_connection() || err.is_timeout(), "{err:?}");
+}
+
 /// One `#[test]` per scenario, for the backend `$backend` (an expression making a [`Backend`]).
 #[macro_export]
 macro_rules! scenarios {
@@ -661,6 +692,7 @@ macro_rules! scenarios {
             client_pause_times_out_or_succeeds,
             blackhole_times_out,
             least_privilege_acl,
+            tls_with_a_private_ca,
         );
     };
     (@each $backend:expr; $($name:ident),* $(,)?) => {
