@@ -14,17 +14,17 @@
 //! # let _ = url;
 //! ```
 //!
-//! Plain std threads (two per connection), so it works under any async runtime or none. Each
-//! thread wakes every few milliseconds to see the mode, so a switch takes effect at once on
-//! connections that are already open. A connection that lived through a blackhole never
+//! Plain std threads (two per connection), so it works under any async runtime or none. A
+//! switch applies to open connections before [`FaultProxy::set_mode`] returns (a reset shuts
+//! their sockets; a blackhole marks them dead), so tests need not wait for it to take effect. A connection that lived through a blackhole never
 //! forwards again (bytes were dropped, so resuming it would desynchronise the protocol in a way
 //! no real network does): a client must notice and reconnect.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -67,6 +67,16 @@ struct Shared {
     mode: AtomicU8,
     stop: AtomicBool,
     accepted: AtomicUsize,
+    /// The open connections, so that a switch applies to them at once, not at their next poll.
+    conns: Mutex<Vec<Weak<Conn>>>,
+}
+
+/// One proxied connection, as [`FaultProxy::set_mode`] sees it.
+struct Conn {
+    /// Lived through a blackhole: never forwards again.
+    dead: AtomicBool,
+    client: TcpStream,
+    server: TcpStream,
 }
 
 impl Shared {
@@ -92,6 +102,7 @@ impl FaultProxy {
             mode: AtomicU8::new(Mode::PassThrough.as_u8()),
             stop: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
+            conns: Mutex::new(Vec::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
@@ -123,6 +134,23 @@ impl FaultProxy {
     /// Switches the mode, for open connections and new ones.
     pub fn set_mode(&self, mode: Mode) {
         self.shared.mode.store(mode.as_u8(), Ordering::SeqCst);
+        let mut conns = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conns.retain(|conn| conn.strong_count() > 0);
+        for conn in conns.iter().filter_map(Weak::upgrade) {
+            match mode {
+                Mode::PassThrough => {}
+                Mode::Blackhole => conn.dead.store(true, Ordering::SeqCst),
+                Mode::Reset => {
+                    conn.dead.store(true, Ordering::SeqCst);
+                    let _ = conn.client.shutdown(Shutdown::Both);
+                    let _ = conn.server.shutdown(Shutdown::Both);
+                }
+            }
+        }
     }
 
     /// The current mode.
@@ -187,20 +215,29 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
             s.set_write_timeout(Some(Duration::from_secs(2)))?;
             s.set_nodelay(true)?;
         }
-        Ok::<_, io::Error>((client.try_clone()?, server.try_clone()?))
+        let conn = Arc::new(Conn {
+            dead: AtomicBool::new(false),
+            client: client.try_clone()?,
+            server: server.try_clone()?,
+        });
+        Ok::<_, io::Error>((client.try_clone()?, server.try_clone()?, conn))
     })();
-    let Ok((client2, server2)) = streams else {
+    let Ok((client2, server2, conn)) = streams else {
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);
         return;
     };
+    shared
+        .conns
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Arc::downgrade(&conn));
     let back_shared = Arc::clone(shared);
-    let dead = Arc::new(AtomicBool::new(false));
-    let back_dead = Arc::clone(&dead);
+    let back_conn = Arc::clone(&conn);
     let back = std::thread::Builder::new()
         .name("fault-proxy-pump".into())
-        .spawn(move || pump(server2, client2, &back_shared, &back_dead));
-    pump(client, server, shared, &dead);
+        .spawn(move || pump(server2, client2, &back_shared, &back_conn.dead));
+    pump(client, server, shared, &conn.dead);
     if let Ok(back) = back {
         let _ = back.join();
     }
