@@ -65,6 +65,11 @@ impl AsyncRedisStoreBuilder {
 ///
 /// The connection's I/O runs on a task spawned on the tokio runtime of the call that opened
 /// it; if that runtime shuts down, the next call notices and reconnects on its own.
+///
+/// Why not redis's `ConnectionManager`: it reconnects with exponential backoff *inside* the
+/// call that found the connection broken, so while Redis is down a call lasts for all its
+/// retries rather than one connect timeout; this store fails that call at once and lets the
+/// caller's circuit breaker decide when to try again.
 #[derive(Clone)]
 pub struct AsyncRedisStore {
     inner: Arc<Inner>,

@@ -131,9 +131,14 @@ impl RedisStore {
         }
     }
 
-    /// Publishes `plaintext` (encrypted) as `generation`'s value for `ttl`, if `generation` is
-    /// newer than the stored one; frees the lease if it is still this store's. Returns whether
-    /// it wrote (false: a newer value is already there).
+    /// Publishes `plaintext` (encrypted) as `generation`'s value for `ttl` (at least 1 ms), if
+    /// `generation` is newer than the stored one; frees the lease if it is still this store's
+    /// (never another's); announces `generation` on [`StoreKey::channel`] if it wrote. Returns
+    /// whether it wrote (false: this or a newer generation is already there).
+    ///
+    /// `ttl` should be the token's remaining lifetime minus a safety margin (about 10 %, at
+    /// least a few seconds): Redis expires the value, so no reader is ever handed an expired
+    /// token because of another host's clock.
     pub fn publish(
         &self,
         key: &StoreKey,

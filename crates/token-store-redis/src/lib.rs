@@ -5,8 +5,8 @@
 //! connections) and [`AsyncRedisStore`] (tokio, on a multiplexed connection; feature `tokio`,
 //! on by default). Both take a `redis://` or `rediss://` URL: TLS is rustls (never native-tls)
 //! with the webpki roots, or the root certificates you give the builder
-//! ([`RedisStoreBuilder::tls_root_certificates`]) for a private CA. A [`StoreKey`] names one configuration: built from the configuration's fingerprint
-//! and an [`EncryptionKey`]. This crate knows nothing of tokens beyond bytes: the caller (the
+//! ([`RedisStoreBuilder::tls_root_certificates`]) for a private CA. A [`StoreKey`] names one
+//! configuration: built from the configuration's fingerprint and an [`EncryptionKey`]. This crate knows nothing of tokens beyond bytes: the caller (the
 //! token lifecycle) decides what to store, how long, and when to refresh.
 //!
 //! # The protocol
@@ -14,7 +14,7 @@
 //! An **efficiency** lock, not a correctness lock: a duplicate fetch costs quota, nothing
 //! else, so one Redis primary is enough (no Redlock), and a generation counter checked inside
 //! the same atomic script that writes the value fences late writers. Per key, under one cluster
-//! hash tag `{kid}` (so every script's keys are in one slot, Redis Cluster included):
+//! hash tag `{kid}` (so every script's keys are in one slot):
 //!
 //! | key | type | content | TTL |
 //! |---|---|---|---|
@@ -39,6 +39,11 @@
 //! - **release**`(key, gen)`: compare-and-delete this store's lease (after a failed fetch).
 //! - **invalidate**`(key, gen)`: delete the value only if its `gen` is `gen` (after that token
 //!   got a 401): a burst of 401s removes it once, and never a newer token.
+//!
+//! The stores talk to one Redis primary (or a managed endpoint or proxy in front of one); they
+//! are not Redis Cluster clients, but the keys are laid out so that the scripts are valid on
+//! a cluster should one be added. Generations count up from 1 per key; Lua compares them as
+//! doubles, exact below 2⁵³.
 //!
 //! A dead holder's lease expires after `lease_ttl` and the next caller gets `gen + 1`: at most
 //! one extra fetch. The counter is kept ahead of the stored generation even if it is lost
@@ -80,7 +85,8 @@
 //! Errors ([`StoreError`]: connection, timeout, protocol) mean "the shared store is
 //! unavailable", never "someone else holds the lease": fall back to in-process single flight
 //! behind a circuit breaker. Every operation is bounded by the configured timeouts
-//! (default: connect 1 s, each reply 500 ms) and never hangs.
+//! (default: connect 1 s, each reply 500 ms; an operation is at most a connect and three
+//! replies, when Redis has lost the scripts and they are loaded again) and never hangs.
 //!
 //! # Secrets
 //!
