@@ -299,7 +299,10 @@ impl DiskStore {
                     .unwrap_or(u64::MAX)
                     .to_be_bytes(),
             );
-            file.extend_from_slice(&sealer.seal(generation, record.expose_bytes()));
+            let sealed = sealer
+                .seal(generation, record.expose_bytes())
+                .map_err(|e| StoreFailure::new(format!("seal: {e}")))?;
+            file.extend_from_slice(&sealed);
             self.write_atomically(&self.path(kid, "tok"), &file)?;
         }
         drop(lock); // releases the lease

@@ -1,562 +1,286 @@
-//! The fleet-wide token store on Redis: however many processes share a configuration, one
-//! token request per key per lifetime.
+//! A fleet-wide OAuth token store on Redis: every process of a fleet that shares a provider
+//! configuration shares its token, and one of them (not all) fetches the next one.
 //!
-//! [`RedisStore`] (blocking, for `transport-ureq`) and [`AsyncRedisStore`] (tokio, for
-//! `transport-reqwest`; feature `async`, on by default) run the store operations the token
-//! lifecycle emits (`token_core::lifecycle::store`) against one Redis primary, `redis://` or
-//! `rediss://` (rustls with Mozilla's roots; never native-tls).
+//! Two stores with the same operations: [`RedisStore`] (blocking, on redis's synchronous
+//! connections) and [`AsyncRedisStore`] (tokio, on a multiplexed connection; feature `tokio`,
+//! on by default). Both take a `redis://` or `rediss://` URL: TLS is rustls (never native-tls)
+//! with the webpki roots, or the root certificates you give the builder
+//! ([`RedisStoreBuilder::tls_root_certificates`]) for a private CA. A [`StoreKey`] names one
+//! configuration: built from the configuration's fingerprint and an [`EncryptionKey`]. This crate knows nothing of tokens beyond bytes: the caller (the
+//! token lifecycle) decides what to store, how long, and when to refresh.
 //!
 //! # The protocol
-//! Per credential, under one cluster hash tag `{kid}` (`kid` = hex HMAC-SHA256 of the
-//! configuration's fingerprint: token URL, client id, audience, scopes, subject, organization;
-//! no secret in it, see [`token_store::derive_kid`]):
 //!
-//! | key | value | TTL |
-//! |---|---|---|
-//! | `tok:{kid}:v` | hash: `gen`, `blob` (the sealed record) | the token's remaining life minus a safety margin (10 % of its lifetime, 2 s to a quarter of it), set by the publisher |
-//! | `tok:{kid}:lease` | `owner:gen` (`SET NX PX`) | the lease TTL the manager asks for (its request timeout plus 5 s) |
-//! | `tok:{kid}:gen` | generation counter (`INCR`) | none |
-//! | `tok:{kid}:ch` | channel: the generation, published on every write | — |
+//! An **efficiency** lock, not a correctness lock: a duplicate fetch costs quota, nothing
+//! else, so one Redis primary is enough (no Redlock), and a generation counter checked inside
+//! the same atomic script that writes the value fences late writers. Per key, under one cluster
+//! hash tag `{kid}` (so every script's keys are in one slot):
 //!
-//! Every operation is one Lua script, atomic on the primary:
-//! - **acquire**: a value with more than `refresh_ahead` left → use it; else no lease → `INCR`
-//!   the generation and take the lease → this process fetches (with the old value, if any, as
-//!   stale); else another process is fetching → the value, if any, and the lease's PTTL: the
-//!   manager serves a still-valid token and looks again (jittered, 50 → 400 ms), bounded by the
-//!   lease.
-//! - **publish**: write the value only if its generation is newer than the stored one (a late
-//!   writer never overwrites a newer token), set its TTL, delete the lease only if it is still
-//!   ours (compare-and-delete), publish the generation.
-//! - **release** (a failed fetch): compare-and-delete our lease.
-//! - **invalidate** (the API refused the token): delete the value only if it is still the
-//!   refused generation, so a burst of 401s across the fleet removes it once and never a newer
-//!   token.
+//! | key | type | content | TTL |
+//! |---|---|---|---|
+//! | `tok:{kid}:v` | hash | `gen` (decimal), `blob` (the sealed record) | the caller's `ttl` (`PEXPIRE`) |
+//! | `tok:{kid}:lease` | string | `owner:gen` | the caller's `lease_ttl` (`SET NX PX`) |
+//! | `tok:{kid}:gen` | string | the generation counter (`INCR`) | none |
+//! | `tok:{kid}:ch` | channel | each published `gen` (`PUBLISH`) | — |
 //!
-//! A lease holder that dies costs at most one extra fetch: its lease expires and the next
-//! acquire takes `gen + 1`. Expiry never compares two hosts' clocks: a process that loads a value
-//! counts its Redis PTTL on its own monotonic clock. A lease is an efficiency lock, not a
-//! correctness lock: a duplicate fetch costs quota, never a wrong token, so one primary is
-//! enough (no Redlock).
+//! `kid` is [`token_store::derive_kid`] of the fingerprint: 64 hex digits, no secret in it,
+//! and a configuration change moves to new keys. `owner` is a random id per store instance.
+//! Each operation is one Lua script, atomic on the server:
 //!
-//! # Encryption at rest
-//! Records are sealed with XChaCha20-Poly1305 ([`token_store::Sealer`]), keyed per `kid` by
-//! HKDF-SHA256 from an explicit key ([`RedisStoreBuilder::key`]) or, by default, from the
-//! client's secret (a client without one needs an explicit key). A value that does not decrypt
-//! (a wrong key, another format, garbage) is a miss: never an error to the caller, never a panic.
-//! No token or secret is ever in clear in Redis, in logs or in errors; the URL's password never
-//! appears in an error. Give the store a Redis ACL limited to its keys and channels
-//! (`~tok:* &tok:*`, commands `+evalsha +eval +script|load +incr +get +set +del +hget`) and use
-//! `rediss://`.
+//! - **acquire**`(key, refresh_ahead, lease_ttl)`: a value with more than `refresh_ahead` left
+//!   → [`Acquire::Value`]; else if nobody holds the lease → `INCR gen`, `SET lease owner:gen NX
+//!   PX lease_ttl` → [`Acquire::Leased`] (with the old value as `stale`, if any): this process
+//!   fetches; else → [`Acquire::Busy`] (with the value, if any, and the lease's `PTTL`):
+//!   someone else fetches, serve the value or wait at most that long.
+//! - **publish**`(key, gen, plaintext, ttl)`: write `gen` + `blob` and `PEXPIRE ttl` only if
+//!   `gen` is newer than the stored value's (a late writer never overwrites a newer token);
+//!   delete the lease only if it is still `owner:gen` (never the next holder's); `PUBLISH gen`
+//!   on the channel if it wrote.
+//! - **release**`(key, gen)`: compare-and-delete this store's lease (after a failed fetch).
+//! - **invalidate**`(key, gen)`: delete the value only if its `gen` is `gen` (after that token
+//!   got a 401): a burst of 401s removes it once, and never a newer token.
 //!
-//! # Trouble
-//! Every operation has a connect and response timeout ([`RedisStoreBuilder::timeout`], default
-//! 500 ms); a failure of any kind is reported to the manager, which then falls back to its
-//! in-process single flight and leaves the store alone for a while (a circuit breaker); a valid
-//! token in memory keeps being served throughout. The connection is re-established on the next
-//! operation after an error.
+//! The stores talk to one Redis primary (or a managed endpoint or proxy in front of one); they
+//! are not Redis Cluster clients, but the keys are laid out so that the scripts are valid on
+//! a cluster should one be added. Generations count up from 1 per key; Lua compares them as
+//! doubles, exact below 2⁵³.
+//!
+//! A dead holder's lease expires after `lease_ttl` and the next caller gets `gen + 1`: at most
+//! one extra fetch. The counter is kept ahead of the stored generation even if it is lost
+//! (eviction), and a lease found without an expiry gets one, so no state a script can meet
+//! blocks a key forever. Expiry is the value's Redis `PTTL` read on each acquire (returned as
+//! [`Stored::ttl`]), counted on the reader's monotonic clock: no two hosts' wall clocks are ever
+//! compared.
+//!
+//! # What a caller does
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use token_store_redis::{Acquire, EncryptionKey, RedisStore, StoreKey};
+//!
+//! # fn fetch_token() -> Result<(Vec<u8>, Duration), ()> { Err(()) }
+//! # fn main() -> Result<(), token_store_redis::StoreError> {
+//! let store = RedisStore::builder("rediss://tokens:PASSWORD@cache.internal:6380")
+//!     .connect_timeout(Duration::from_millis(500))
+//!     .response_timeout(Duration::from_millis(250))
+//!     .build()?;
+//! let key = StoreKey::new(b"canonical fingerprint", &EncryptionKey::from_client_secret("s3cret"));
+//! match store.acquire(&key, Duration::from_secs(60), Duration::from_secs(15))? {
+//!     Acquire::Value(stored) => { /* use stored.plaintext for stored.ttl */ }
+//!     Acquire::Leased { generation, stale } => match fetch_token() {
+//!         Ok((record, lifetime)) => {
+//!             store.publish(&key, generation, &record, lifetime.mul_f64(0.9))?;
+//!         }
+//!         Err(_) => {
+//!             store.release(&key, generation)?; // the next caller may try at once
+//!         }
+//!     },
+//!     Acquire::Busy { value, lease_ttl } => {
+//!         /* serve `value` if any; else poll (50 → 400 ms, jittered) for at most `lease_ttl` */
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Errors ([`StoreError`]: connection, timeout, protocol) mean "the shared store is
+//! unavailable", never "someone else holds the lease": fall back to in-process single flight
+//! behind a circuit breaker. Every operation is bounded by the configured timeouts
+//! (default: connect 1 s, each reply 500 ms; an operation is at most a connect and three
+//! replies, when Redis has lost the scripts and they are loaded again) and never hangs.
+//!
+//! # Secrets
+//!
+//! - Values are sealed with XChaCha20-Poly1305 ([`token_store::Sealer`]), bound to the kid and
+//!   the generation; the key is explicit or derived from the client secret (HKDF-SHA256 salted
+//!   with the kid). A value that does not decrypt (another key, garbage, a record copied from
+//!   another key or generation) is a **miss**: [`RedisStore::acquire`] asks again ignoring it
+//!   and takes the lease; never an error, never a panic.
+//! - Key names hold only the kid. No token or secret appears in Redis in clear, nor in this
+//!   crate's errors or `Debug` output: [`StoreError`]'s messages show the URL without its
+//!   user-info and scrub the password out of Redis's messages; [`Stored`] prints its length.
+//! - Use `rediss://` across any network you do not own, and a Redis user limited to these keys
+//!   and channels, with only the commands the scripts run:
+//!
+//! ```text
+//! ACL SETUSER tokens on >LONG-RANDOM-PASSWORD resetkeys ~tok:* resetchannels &tok:* -@all
+//!     +ping +hello +select +evalsha +script|load +subscribe +unsubscribe
+//!     +type +pttl +hmget +hget +hset +del +pexpire +get +set +incr +publish
+//! ```
+//!
+//! (`+hello` is for `?protocol=resp3` URLs, `+select` for a database other than 0, `+subscribe
+//! +unsubscribe` for waiters on the channel; the stores send no `CLIENT SETINFO`. The
+//! integration tests run every operation as exactly this user.)
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The crate docs link the async store, which exists with the `tokio` feature only.
+#![cfg_attr(not(feature = "tokio"), allow(rustdoc::broken_intra_doc_links))]
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::{Script, Value};
-use token_core::{
-    StoreFailure, StoreKey, StoreOp, StoreRecord, StoreReply, StoreRequest, StoredValue,
-};
-use token_driver::BlockingStore;
-use token_store::{EncryptionKey, Sealer, derive_kid};
+mod blocking;
+mod error;
+mod lifecycle;
+mod protocol;
 
-#[cfg(feature = "async")]
-mod nonblocking;
-#[cfg(feature = "async")]
-pub use nonblocking::AsyncRedisStore;
+#[cfg(feature = "tokio")]
+mod asynchronous;
 
-/// Why a store could not be set up.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RedisStoreError {
-    /// The URL is not a `redis://` or `rediss://` URL the client can use.
-    #[error("invalid Redis URL `{url}`: {reason}")]
-    InvalidUrl {
-        /// The URL without user info (password) and query.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
+#[cfg(feature = "tokio")]
+pub use asynchronous::{AsyncRedisStore, AsyncRedisStoreBuilder};
+pub use blocking::{RedisStore, RedisStoreBuilder};
+pub use error::{StoreError, redact_url};
+pub use protocol::{Acquire, StoreKey, Stored};
+pub use token_store::{EncryptionKey, SealError, Sealer, derive_kid};
+
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default timeout for each reply.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy)]
+pub(crate) struct Options {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
 }
 
-/// Configures a [`RedisStore`] or [`AsyncRedisStore`].
-#[derive(Clone)]
-#[must_use]
-pub struct RedisStoreBuilder {
-    url: String,
-    timeout: Duration,
-    key: Option<EncryptionKey>,
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
 }
 
-impl fmt::Debug for RedisStoreBuilder {
+impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("url", &token_core::display_url(&self.url))
-            .field("timeout", &self.timeout)
-            .field("key", &self.key)
+        f.debug_struct("Options")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
             .finish()
     }
 }
 
-impl RedisStoreBuilder {
-    /// Connect and response timeout of every operation (default 500 ms).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Encrypts every record with this key (HKDF per key name) instead of keys derived from
-    /// each client's secret. Needed for clients without a secret (public clients of the
-    /// Authorization Code flow, bookingtime's Module API).
-    pub fn key(mut self, key: EncryptionKey) -> Self {
-        self.key = Some(key);
-        self
-    }
-
-    fn client(&self) -> Result<redis::Client, RedisStoreError> {
-        let url = self.url.trim();
-        let invalid = |reason: String| RedisStoreError::InvalidUrl {
-            url: token_core::display_url(url),
-            reason: token_core::redact_urls(&reason),
-        };
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(invalid("must start with redis:// or rediss://".into()));
-        }
-        redis::Client::open(url).map_err(|e| invalid(e.to_string()))
-    }
-
-    /// A blocking store (for `transport-ureq`). Connects lazily, on the first operation.
-    pub fn build(self) -> Result<RedisStore, RedisStoreError> {
-        Ok(RedisStore {
-            client: self.client()?,
-            shared: Shared::new(&self),
-            connection: Mutex::new(None),
-        })
-    }
-
-    /// An async store (for `transport-reqwest`). Connects lazily, on the first operation, on
-    /// the runtime that runs it.
-    #[cfg(feature = "async")]
-    pub fn build_async(self) -> Result<AsyncRedisStore, RedisStoreError> {
-        Ok(AsyncRedisStore::new(self.client()?, Shared::new(&self)))
-    }
+/// What both builders collect. Prints the URL without its user-info.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) url: String,
+    pub(crate) options: Options,
+    pub(crate) root_certificates: Option<Vec<u8>>,
+    /// As a token lifecycle's store: the key every record is sealed with (per key name), or
+    /// `None` for keys derived from each client's secret.
+    pub(crate) encryption_key: Option<EncryptionKey>,
 }
 
-/// What both stores share: the scripts, the owner id, the key rules.
-pub(crate) struct Shared {
-    pub(crate) timeout: Duration,
-    pub(crate) owner: String,
-    key: Option<EncryptionKey>,
-    pub(crate) scripts: Scripts,
-}
-
-impl Shared {
-    fn new(builder: &RedisStoreBuilder) -> Self {
-        let mut owner = [0u8; 12];
-        // An owner id only tells this store's leases from others'; if the OS has no randomness
-        // the process id and a counter still tell them apart on one host.
-        if getrandom::fill(&mut owner).is_err() {
-            owner[..4].copy_from_slice(&std::process::id().to_be_bytes());
-        }
+impl Settings {
+    pub(crate) fn new(url: &str) -> Self {
         Self {
-            timeout: builder.timeout,
-            owner: owner.iter().map(|b| format!("{b:02x}")).collect(),
-            key: builder.key.clone(),
-            scripts: Scripts::new(),
+            url: url.to_owned(),
+            options: Options::default(),
+            root_certificates: None,
+            encryption_key: None,
         }
     }
 
-    /// The key names and sealer of a credential, or why it cannot be stored.
-    pub(crate) fn target(&self, key: &StoreKey) -> Result<Target, StoreFailure> {
-        let kid = derive_kid(key.fingerprint().as_bytes());
-        let encryption = match (&self.key, key.client_secret()) {
-            (Some(explicit), _) => explicit.clone(),
-            (None, Some(secret)) => EncryptionKey::from_client_secret(secret.expose_secret()),
-            (None, None) => {
-                return Err(StoreFailure::new(
-                    "no encryption key: the client has no secret; give the store one with key()",
-                ));
-            }
-        };
-        Ok(Target {
-            sealer: Sealer::new(&encryption, &kid),
-            value: format!("tok:{{{kid}}}:v"),
-            lease: format!("tok:{{{kid}}}:lease"),
-            generation: format!("tok:{{{kid}}}:gen"),
-            channel: format!("tok:{{{kid}}}:ch"),
-        })
+    pub(crate) fn client(&self) -> Result<(redis::Client, error::Endpoint), StoreError> {
+        client(&self.url, self.root_certificates.as_deref())
     }
 }
 
-/// One credential's key names and sealer.
-pub(crate) struct Target {
-    pub(crate) sealer: Sealer,
-    pub(crate) value: String,
-    pub(crate) lease: String,
-    pub(crate) generation: String,
-    pub(crate) channel: String,
-}
-
-/// The Lua scripts of the protocol.
-pub(crate) struct Scripts {
-    pub(crate) acquire: Script,
-    pub(crate) publish: Script,
-    pub(crate) release: Script,
-    pub(crate) invalidate: Script,
-}
-
-/// KEYS: value, lease, gen. ARGV: refresh_ahead_ms, lease_ttl_ms, owner, ignore_value.
-/// Returns {"value", gen, blob, pttl} | {"busy", lease_pttl[, gen, blob, pttl]} |
-/// {"leased", gen[, gen, blob, pttl]}.
-const ACQUIRE: &str = r#"
-local pttl = redis.call('PTTL', KEYS[1])
-local gen, blob = false, false
-if pttl > 0 and ARGV[4] ~= '1' then
-  local v = redis.call('HMGET', KEYS[1], 'gen', 'blob')
-  gen, blob = v[1], v[2]
-end
-if gen and blob and pttl > tonumber(ARGV[1]) then
-  return {'value', gen, blob, pttl}
-end
-local lease = redis.call('PTTL', KEYS[2])
-if lease > 0 then
-  if gen and blob then return {'busy', lease, gen, blob, pttl} end
-  return {'busy', lease}
-end
-local next = redis.call('INCR', KEYS[3])
-redis.call('SET', KEYS[2], ARGV[3] .. ':' .. next, 'PX', ARGV[2])
-if gen and blob then return {'leased', next, gen, blob, pttl} end
-return {'leased', next}
-"#;
-
-/// KEYS: value, lease, gen, channel. ARGV: gen, blob, ttl_ms, owner. Returns 1 if written.
-const PUBLISH: &str = r#"
-local gen = tonumber(ARGV[1])
-local stored = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
-local written = 0
-if gen > stored then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'blob', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  written = 1
-end
-if tonumber(redis.call('GET', KEYS[3]) or '0') < gen then
-  redis.call('SET', KEYS[3], ARGV[1])
-end
-if redis.call('GET', KEYS[2]) == ARGV[4] .. ':' .. ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-if written == 1 then redis.call('PUBLISH', KEYS[4], ARGV[1]) end
-return written
-"#;
-
-/// KEYS: lease. ARGV: owner:gen. Returns 1 if released.
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
-
-/// KEYS: value. ARGV: gen. Returns 1 if deleted.
-const INVALIDATE: &str = r#"
-if redis.call('HGET', KEYS[1], 'gen') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            acquire: Script::new(ACQUIRE),
-            publish: Script::new(PUBLISH),
-            release: Script::new(RELEASE),
-            invalidate: Script::new(INVALIDATE),
-        }
-    }
-}
-
-/// What an acquire script answered, before decryption.
-pub(crate) enum Acquired {
-    Value(Raw),
-    Busy { lease_ttl: Duration, value: Option<Raw> },
-    Leased { generation: u64, stale: Option<Raw> },
-}
-
-/// A value as the script returned it: generation, sealed blob, PTTL.
-pub(crate) struct Raw {
-    generation: u64,
-    blob: Vec<u8>,
-    ttl: Duration,
-}
-
-impl Raw {
-    /// The value, if it decrypts.
-    pub(crate) fn open(self, sealer: &Sealer) -> Option<StoredValue> {
-        let plaintext = sealer.open(self.generation, &self.blob)?;
-        Some(StoredValue::new(
-            StoreRecord::from_bytes(plaintext),
-            self.generation,
-            self.ttl,
-        ))
-    }
-}
-
-/// Reads an acquire script's reply.
-pub(crate) fn parse_acquired(reply: &Value) -> Result<Acquired, StoreFailure> {
-    let bad = || StoreFailure::new("unexpected reply from the acquire script");
-    let Value::Array(items) = reply else {
-        return Err(bad());
-    };
-    let text = |i: usize| items.get(i).and_then(bytes);
-    let number = |i: usize| items.get(i).and_then(integer);
-    let raw = |i: usize| -> Option<Raw> {
-        Some(Raw {
-            generation: text(i)
-                .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
-                .or_else(|| number(i).and_then(|n| u64::try_from(n).ok()))?,
-            blob: text(i + 1)?.to_vec(),
-            ttl: Duration::from_millis(u64::try_from(number(i + 2)?).ok()?),
-        })
-    };
-    match text(0) {
-        Some(b"value") => raw(1).map(Acquired::Value).ok_or_else(bad),
-        Some(b"busy") => Ok(Acquired::Busy {
-            lease_ttl: Duration::from_millis(
-                number(1)
-                    .and_then(|n| u64::try_from(n).ok())
-                    .ok_or_else(bad)?,
-            ),
-            value: raw(2),
-        }),
-        Some(b"leased") => Ok(Acquired::Leased {
-            generation: number(1)
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(bad)?,
-            stale: raw(2),
-        }),
-        _ => Err(bad()),
-    }
-}
-
-fn bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(n) => Some(*n),
-        other => bytes(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
-    }
-}
-
-/// A Redis error as a store failure: its kind and message, URLs stripped of passwords.
-pub(crate) fn failure(error: &redis::RedisError) -> StoreFailure {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connection_refusal() || error.is_connection_dropped() || error.is_io_error()
-    {
-        "connection"
-    } else {
-        "redis"
-    };
-    StoreFailure::new(format!(
-        "{kind}: {}",
-        token_core::redact_urls(&error.to_string())
-    ))
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// The blocking store (for `transport-ureq`): one connection, re-established after an error.
-/// `Send + Sync`.
-pub struct RedisStore {
-    client: redis::Client,
-    shared: Shared,
-    connection: Mutex<Option<redis::Connection>>,
-}
-
-impl fmt::Debug for RedisStore {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("timeout", &self.shared.timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("Settings")
+            .field("url", &redact_url(&self.url))
+            .field("options", &self.options)
+            .field(
+                "root_certificates",
+                &self.root_certificates.as_ref().map(Vec::len),
+            )
+            .field("encryption_key", &self.encryption_key)
+            .finish()
     }
 }
 
-impl RedisStore {
-    /// A builder for the store at `url` (`redis://[user:password@]host:port[/db]` or
-    /// `rediss://…`).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.into(),
-            timeout: Duration::from_millis(500),
-            key: None,
-        }
+/// Parses `url` into a client, refusing anything but `redis://` and `rediss://`; with
+/// `root_certificates` (PEM), a `rediss://` client trusts those instead of the webpki roots.
+pub(crate) fn client(
+    url: &str,
+    root_certificates: Option<&[u8]>,
+) -> Result<(redis::Client, error::Endpoint), StoreError> {
+    let trimmed = url.trim();
+    let invalid = |reason: String| StoreError::InvalidUrl {
+        url: redact_url(trimmed),
+        reason,
+    };
+    let has_scheme = |scheme: &str| {
+        trimmed
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    let tls = has_scheme("rediss://");
+    if !tls && !has_scheme("redis://") {
+        return Err(invalid("expected a redis:// or rediss:// URL".into()));
     }
-
-    /// The store at `url` with default settings.
-    pub fn open(url: impl Into<String>) -> Result<Self, RedisStoreError> {
-        Self::builder(url).build()
+    if tls {
+        ensure_crypto_provider();
     }
-
-    fn connection(&self) -> MutexGuard<'_, Option<redis::Connection>> {
-        self.connection.lock().unwrap_or_else(|p| p.into_inner())
+    let invalid_redis = |e: redis::RedisError| {
+        // The parser's message may quote the URL: never with its user-info.
+        let mut reason = e.to_string();
+        let userinfo = userinfo(trimmed);
+        if !userinfo.is_empty() {
+            reason = reason.replace(userinfo, "[redacted]");
+        }
+        invalid(reason)
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(trimmed).map_err(invalid_redis)?;
+    // No `CLIENT SETINFO` on connect: two commands fewer, and none the ACL must allow.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let info = info.set_redis_settings(settings);
+    let client = match root_certificates {
+        None => redis::Client::open(info),
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
     }
+    .map_err(invalid_redis)?;
+    let endpoint = error::Endpoint::new(trimmed, client.get_connection_info());
+    Ok((client, endpoint))
+}
 
-    /// Runs `f` on a live connection (connecting if need be); an error drops the connection so
-    /// the next operation reconnects.
-    fn with_connection<R>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
-    ) -> Result<R, StoreFailure> {
-        let mut guard = self.connection();
-        if guard.is_none() {
-            let connection = self
-                .client
-                .get_connection_with_timeout(self.shared.timeout)
-                .map_err(|e| failure(&e))?;
-            connection
-                .set_read_timeout(Some(self.shared.timeout))
-                .and_then(|()| connection.set_write_timeout(Some(self.shared.timeout)))
-                .map_err(|e| failure(&e))?;
-            *guard = Some(connection);
-        }
-        let connection = guard.as_mut().expect("invariant: connected just above");
-        let result = f(connection);
-        if result.is_err() {
-            *guard = None;
-        }
-        result.map_err(|e| failure(&e))
-    }
-
-    /// Runs one store operation.
-    pub fn run(&self, request: &StoreRequest) -> StoreReply {
-        match self.try_run(request) {
-            Ok(reply) => reply,
-            Err(failure) => {
-                tracing::warn!(%failure, "redis token store failed");
-                StoreReply::Failed(failure)
-            }
-        }
-    }
-
-    fn try_run(&self, request: &StoreRequest) -> Result<StoreReply, StoreFailure> {
-        let target = self.shared.target(&request.key)?;
-        let s = &self.shared.scripts;
-        match &request.op {
-            StoreOp::Acquire {
-                refresh_ahead,
-                lease_ttl,
-            } => {
-                let run = |ignore_value: bool| {
-                    self.with_connection(|c| {
-                        s.acquire
-                            .key(&target.value)
-                            .key(&target.lease)
-                            .key(&target.generation)
-                            .arg(ms(*refresh_ahead))
-                            .arg(ms(*lease_ttl))
-                            .arg(&self.shared.owner)
-                            .arg(if ignore_value { "1" } else { "0" })
-                            .invoke::<Value>(c)
-                    })
-                    .and_then(|v| parse_acquired(&v))
-                };
-                Ok(match run(false)? {
-                    Acquired::Value(raw) => match raw.open(&target.sealer) {
-                        Some(value) => StoreReply::Value(value),
-                        // It does not decrypt: a miss, so take the lease as if it were absent.
-                        None => reply_of(run(true)?, &target.sealer),
-                    },
-                    other => reply_of(other, &target.sealer),
-                })
-            }
-            StoreOp::Publish {
-                generation,
-                record,
-                ttl,
-            } => {
-                let generation = match generation {
-                    Some(g) => *g,
-                    None => self.with_connection(|c| {
-                        redis::cmd("INCR").arg(&target.generation).query::<u64>(c)
-                    })?,
-                };
-                let blob = target.sealer.seal(generation, record.expose_bytes());
-                self.with_connection(|c| {
-                    s.publish
-                        .key(&target.value)
-                        .key(&target.lease)
-                        .key(&target.generation)
-                        .key(&target.channel)
-                        .arg(generation)
-                        .arg(blob)
-                        .arg(ms(*ttl))
-                        .arg(&self.shared.owner)
-                        .invoke::<i64>(c)
-                })?;
-                Ok(StoreReply::Done)
-            }
-            StoreOp::Release { generation } => {
-                let lease = format!("{}:{generation}", self.shared.owner);
-                self.with_connection(|c| {
-                    s.release.key(&target.lease).arg(lease).invoke::<i64>(c)
-                })?;
-                Ok(StoreReply::Done)
-            }
-            StoreOp::Invalidate { generation } => {
-                self.with_connection(|c| {
-                    s.invalidate
-                        .key(&target.value)
-                        .arg(*generation)
-                        .invoke::<i64>(c)
-                })?;
-                Ok(StoreReply::Done)
-            }
-            _ => Err(StoreFailure::new("operation not supported")),
-        }
+/// redis builds its TLS configuration with `rustls::ClientConfig::builder()`, which panics
+/// when the process has no default crypto provider and more than one is compiled in (another
+/// crate enabling `aws-lc-rs`, say). Installs `ring`'s if none is installed yet: what rustls
+/// would pick anyway when `ring` is the only one.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread installing one is fine: there is one either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
-/// The store reply for an acquire's answer (values that do not decrypt are left out).
-pub(crate) fn reply_of(acquired: Acquired, sealer: &Sealer) -> StoreReply {
-    match acquired {
-        Acquired::Value(raw) => match raw.open(sealer) {
-            Some(value) => StoreReply::Value(value),
-            None => StoreReply::Failed(StoreFailure::new("a value that does not decrypt")),
-        },
-        Acquired::Busy { lease_ttl, value } => StoreReply::Busy {
-            value: value.and_then(|raw| raw.open(sealer)),
-            lease_ttl,
-        },
-        Acquired::Leased { generation, stale } => StoreReply::Leased {
-            generation,
-            stale: stale.and_then(|raw| raw.open(sealer)),
-        },
+/// The user-info part of a URL (between `://` and the last `@` before the query), or "".
+fn userinfo(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => &url[start..start + at],
+        None => "",
     }
 }
 
-impl BlockingStore for RedisStore {
-    fn execute(&self, request: &StoreRequest) -> StoreReply {
-        self.run(request)
-    }
+/// A random owner id: 128 bits from the OS, in hex.
+pub(crate) fn owner_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| SealError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -564,41 +288,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_checked_and_never_echo_a_password() {
-        let err = RedisStore::open("http://user:PASSWORD@host:6379/?x=KEY").unwrap_err();
-        assert!(!err.to_string().contains("PASSWORD") && !err.to_string().contains("KEY"));
-        let err = RedisStore::open("redis://user:PASSWORD@:notaport").unwrap_err();
-        assert!(!err.to_string().contains("PASSWORD"), "{err}");
-        assert!(RedisStore::open("redis://127.0.0.1:6379/0").is_ok());
-        assert!(RedisStore::open("rediss://cache.example:6380").is_ok());
-        let debug = format!(
-            "{:?}",
-            RedisStore::builder("redis://u:PASSWORD@h:1").key(EncryptionKey::explicit([1; 32]))
-        );
-        assert!(!debug.contains("PASSWORD"), "{debug}");
+    fn urls_are_checked_and_never_echo_passwords() {
+        for bad in [
+            "http://u:hunter2@host",
+            "unix:///tmp/redis.sock",
+            "redis+unix:///tmp/x",
+            "",
+            "hunter2",
+        ] {
+            let err = RedisStore::open(bad).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidUrl { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        for bad in ["redis://u:hunter2@host:notaport", "redis://u:hunter2@[::1"] {
+            if let Err(err) = RedisStore::open(bad) {
+                assert!(!err.to_string().contains("hunter2"), "{err}");
+                assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+            }
+        }
+        let builder = RedisStore::builder("rediss://u:hunter2@cache.internal:6380/2");
+        assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
+        let store = builder.build().unwrap();
+        assert_eq!(store.endpoint(), "rediss://cache.internal:6380/2");
+        assert!(!format!("{store:?}").contains("hunter2"));
+        let plain = RedisStore::builder("redis://h").tls_root_certificates(b"x".to_vec());
+        assert!(matches!(plain.build(), Err(StoreError::InvalidUrl { .. })));
+        assert!(RedisStore::open("REDIS://127.0.0.1").is_ok());
     }
 
     #[test]
-    fn script_replies_are_read_strictly() {
-        let s = |t: &str| Value::BulkString(t.as_bytes().to_vec());
-        let reply = Value::Array(vec![s("leased"), Value::Int(3)]);
-        assert!(matches!(
-            parse_acquired(&reply),
-            Ok(Acquired::Leased { generation: 3, stale: None })
-        ));
-        let reply = Value::Array(vec![s("busy"), Value::Int(900), s("2"), s("blob"), Value::Int(5000)]);
-        assert!(matches!(
-            parse_acquired(&reply),
-            Ok(Acquired::Busy { value: Some(_), .. })
-        ));
-        for bad in [
-            Value::Nil,
-            Value::Array(vec![]),
-            Value::Array(vec![s("value")]),
-            Value::Array(vec![s("what"), Value::Int(1)]),
-            Value::Array(vec![s("leased"), Value::Int(-1)]),
-        ] {
-            assert!(parse_acquired(&bad).is_err(), "{bad:?}");
-        }
+    fn userinfo_is_found() {
+        assert_eq!(userinfo("redis://u:p@h"), "u:p");
+        assert_eq!(userinfo("redis://u:p@x@h/0?q=@"), "u:p@x");
+        assert_eq!(userinfo("redis://h"), "");
+    }
+
+    #[test]
+    fn owners_are_random() {
+        let a = owner_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, owner_id().unwrap());
     }
 }

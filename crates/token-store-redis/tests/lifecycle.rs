@@ -44,8 +44,8 @@ fn fetch(h: &mut Harness, key: &TokenKey, server: &mut FakeServer, store: &Redis
 fn two_processes_one_fetch_and_nothing_in_clear() {
     let redis = RedisServer::start();
     let (a_store, b_store) = (
-        RedisStore::open(redis.url()).unwrap(),
-        RedisStore::open(redis.url()).unwrap(),
+        RedisStore::open(&redis.url()).unwrap(),
+        RedisStore::open(&redis.url()).unwrap(),
     );
     let mut server = FakeServer::new(3600);
     let (mut a, ka) = process();
@@ -62,7 +62,16 @@ fn two_processes_one_fetch_and_nothing_in_clear() {
     assert_eq!(fetch(&mut b, &kb, &mut server, &b_store), token);
     assert_eq!(server.requests, 1);
     // Nothing readable in Redis: no token, no secret, no client id in the key names.
-    let dump = redis.dump();
+    let mut dump = Vec::new();
+    for key in redis.cmd(&["KEYS", "*"]).unwrap().bulks() {
+        let name = String::from_utf8(key.clone()).unwrap();
+        dump.extend(key);
+        for cmd in [["HGETALL", name.as_str()], ["GET", name.as_str()]] {
+            for part in redis.cmd(&cmd).unwrap().bulks() {
+                dump.extend(part);
+            }
+        }
+    }
     let dump = String::from_utf8_lossy(&dump);
     for secret in [token.as_str(), "secret", "fleet"] {
         assert!(!dump.contains(secret), "{secret} in clear: {dump}");
@@ -75,9 +84,14 @@ fn a_wrong_key_or_a_garbage_value_is_a_miss() {
     let redis = RedisServer::start();
     let mut server = FakeServer::new(3600);
     let (mut a, ka) = process();
-    let first = fetch(&mut a, &ka, &mut server, &RedisStore::open(redis.url()).unwrap());
-    let wrong = RedisStore::builder(redis.url())
-        .key(EncryptionKey::explicit([9; 32]))
+    let first = fetch(
+        &mut a,
+        &ka,
+        &mut server,
+        &RedisStore::open(&redis.url()).unwrap(),
+    );
+    let wrong = RedisStore::builder(&redis.url())
+        .encryption_key(EncryptionKey::explicit([9; 32]))
         .build()
         .unwrap();
     let (mut b, kb) = process();
@@ -85,11 +99,11 @@ fn a_wrong_key_or_a_garbage_value_is_a_miss() {
     assert_ne!(first, second, "did not decrypt: fetched anew");
     assert_eq!(server.requests, 2);
     // Garbage in every value.
-    let keys = redis.command("KEYS tok:*:v").unwrap();
-    for key in keys.lines().filter(|l| l.starts_with("tok:")) {
-        redis
-            .command(&format!("HSET {key} blob garbage"))
-            .unwrap();
+    let keys = redis.cmd(&["KEYS", "tok:*:v"]).unwrap().bulks();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let key = String::from_utf8(key).unwrap();
+        redis.cmd(&["HSET", &key, "blob", "garbage"]).unwrap();
     }
     let (mut c, kc) = process();
     let third = fetch(&mut c, &kc, &mut server, &wrong);
@@ -100,19 +114,27 @@ fn a_wrong_key_or_a_garbage_value_is_a_miss() {
 #[test]
 fn a_late_writer_never_overwrites_and_a_401_removes_only_its_generation() {
     let redis = RedisServer::start();
-    let store = RedisStore::open(redis.url()).unwrap();
+    let store = RedisStore::open(&redis.url()).unwrap();
     let mut server = FakeServer::new(3600);
     let (mut a, ka) = process();
     let (mut b, kb) = process();
     let first = fetch(&mut a, &ka, &mut server, &store);
     assert_eq!(fetch(&mut b, &kb, &mut server, &store), first);
     // A's API refuses the token: the shared value goes, A fetches and publishes a new one.
-    assert!(a.mgr.invalidate(a.now, &ka, &AccessToken::new(first.clone())).dropped());
+    assert!(
+        a.mgr
+            .invalidate(a.now, &ka, &AccessToken::new(first.clone()))
+            .dropped()
+    );
     a.drain();
     let second = fetch(&mut a, &ka, &mut server, &store);
     assert_ne!(first, second);
     // B's 401 for the old token comes late: the newer token survives it.
-    assert!(b.mgr.invalidate(b.now, &kb, &AccessToken::new(first)).dropped());
+    assert!(
+        b.mgr
+            .invalidate(b.now, &kb, &AccessToken::new(first))
+            .dropped()
+    );
     b.drain();
     assert_eq!(fetch(&mut b, &kb, &mut server, &store), second);
     assert_eq!(server.requests, 2);
@@ -121,7 +143,7 @@ fn a_late_writer_never_overwrites_and_a_401_removes_only_its_generation() {
 #[test]
 fn a_dead_lease_holder_costs_one_extra_fetch() {
     let redis = RedisServer::start();
-    let store = RedisStore::open(redis.url()).unwrap();
+    let store = RedisStore::open(&redis.url()).unwrap();
     let mut config = config();
     config.store = Some({
         let mut s = StoreSettings::default();
@@ -136,7 +158,12 @@ fn a_dead_lease_holder_costs_one_extra_fetch() {
     assert_eq!(a.take_pending().len(), 1, "A sent its request and died");
     // The lease lives 300 ms in Redis (its own clock): wait for it to go.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while redis.command("KEYS tok:*:lease").unwrap().contains("lease") {
+    while !redis
+        .cmd(&["KEYS", "tok:*:lease"])
+        .unwrap()
+        .bulks()
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "the lease never expired");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -150,7 +177,7 @@ fn a_dead_lease_holder_costs_one_extra_fetch() {
 #[test]
 fn a_restarted_empty_redis_is_an_error_then_a_refill() {
     let mut redis = RedisServer::start();
-    let store = RedisStore::open(redis.url()).unwrap();
+    let store = RedisStore::open(&redis.url()).unwrap();
     let mut server = FakeServer::new(3600);
     let (mut a, ka) = process();
     let first = fetch(&mut a, &ka, &mut server, &store);
@@ -167,36 +194,41 @@ fn a_restarted_empty_redis_is_an_error_then_a_refill() {
     let third = fetch(&mut c, &kc, &mut server, &store);
     let (mut d, kd) = process();
     d.advance(Duration::from_secs(60));
-    assert_eq!(fetch(&mut d, &kd, &mut server, &store), third, "shared again");
+    assert_eq!(
+        fetch(&mut d, &kd, &mut server, &store),
+        third,
+        "shared again"
+    );
     assert_eq!(server.requests, 3);
 }
 
 #[test]
 fn a_paused_or_blackholed_redis_times_out_and_tokens_still_come() {
     let redis = RedisServer::start();
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", redis.port()).parse().unwrap());
-    let store = RedisStore::builder(proxy.redis_url())
-        .timeout(Duration::from_millis(200))
+    let proxy = FaultProxy::start(redis.addr()).unwrap();
+    let store = RedisStore::builder(&proxy.redis_url())
+        .connect_timeout(Duration::from_millis(200))
+        .response_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let mut server = FakeServer::new(3600);
     // CLIENT PAUSE: writes stall for a moment; the operation times out or goes through.
-    redis.command("CLIENT PAUSE 500 WRITE").unwrap();
+    redis.cmd(&["CLIENT", "PAUSE", "500", "WRITE"]).unwrap();
     let (mut a, ka) = process();
     assert!(!fetch(&mut a, &ka, &mut server, &store).is_empty());
     // A partition: every operation times out; the manager falls back and the token comes.
-    proxy.set(Mode::Blackhole);
+    proxy.set_mode(Mode::Blackhole);
     let (mut b, kb) = process();
     let before = server.requests;
     assert!(!fetch(&mut b, &kb, &mut server, &store).is_empty());
     assert_eq!(server.requests, before + 1, "fetched without the store");
     // Connections reset: the same.
-    proxy.set(Mode::Reset);
+    proxy.set_mode(Mode::Reset);
     let (mut c, kc) = process();
     assert!(!fetch(&mut c, &kc, &mut server, &store).is_empty());
     assert_eq!(server.requests, before + 2);
     // Healed: the store is used again.
-    proxy.set(Mode::Pass);
+    proxy.set_mode(Mode::PassThrough);
     let (mut d, kd) = process();
     d.advance(Duration::from_secs(60));
     let token = fetch(&mut d, &kd, &mut server, &store);
@@ -213,12 +245,12 @@ fn the_async_store_speaks_the_same_protocol() {
         .enable_all()
         .build()
         .unwrap();
-    let store = AsyncRedisStore::builder(redis.url()).build_async().unwrap();
-    let blocking = RedisStore::open(redis.url()).unwrap();
+    let store = AsyncRedisStore::builder(&redis.url()).build().unwrap();
+    let blocking = RedisStore::open(&redis.url()).unwrap();
     let serve = |h: &mut Harness, server: &mut FakeServer| loop {
         while !h.store_ops.is_empty() {
             for op in std::mem::take(&mut h.store_ops) {
-                let reply = runtime.block_on(store.run(&op));
+                let reply = runtime.block_on(token_driver::AsyncStore::execute(&store, &op));
                 h.mgr.handle_store(h.now, h.wall(), op.id, reply).unwrap();
             }
             h.drain();
