@@ -271,11 +271,10 @@ impl RedisServer {
             }
             if let Ok(Reply::Status(pong)) =
                 command(self.addr(), &[b"PING"], Duration::from_millis(500))
+                && pong == "PONG"
             {
-                if pong == "PONG" {
-                    self.child = Some(child);
-                    return Ok(());
-                }
+                self.child = Some(child);
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
