@@ -48,6 +48,11 @@ pub(crate) struct Fetch {
     pub(crate) retry_at: Option<Instant>,
     pub(crate) failures: u32,
     pub(crate) last_error: Option<Error>,
+    /// The newest store generation the API (or the token endpoint) rejected: a load may
+    /// overtake the invalidation on its way to the store, and must not bring it back.
+    pub(crate) rejected_gen: Option<u64>,
+    /// Loads in a row that returned a rejected generation (bounded: see `handle_store`).
+    pub(crate) overtaken: u32,
 }
 
 impl Fetch {
@@ -72,10 +77,19 @@ impl Fetch {
         }
     }
 
+    /// Remembers that the credential of store generation `generation` was rejected.
+    pub(crate) fn reject_generation(&mut self, generation: u64) {
+        self.rejected_gen = Some(self.rejected_gen.map_or(generation, |r| r.max(generation)));
+    }
+
     pub(crate) fn succeeded(&mut self) {
         self.phase = Phase::Idle;
         self.retry_at = None;
         self.failures = 0;
         self.last_error = None;
+        // A newer credential is in: any invalidation sent before it has had its turn (and the
+        // store may since have restarted, counting generations from zero again).
+        self.rejected_gen = None;
+        self.overtaken = 0;
     }
 }

@@ -534,6 +534,8 @@ impl TokenManager {
         let (store_gen, rejections) = (entry.store_gen, entry.rejections);
         if let Some(generation) = store_gen {
             self.store_op(Owner::Entry(i), StoreOp::Invalidate { generation });
+            self.fetch_mut(Owner::Entry(i))
+                .reject_generation(generation);
         }
         let outcome = if rejections == 0 {
             let entry = &mut self.entries[i];
@@ -787,14 +789,30 @@ impl TokenManager {
             _ => return Ok(()),
         };
         self.fetch_mut(owner).phase = Phase::Idle;
+        let rejected = self.fetch_mut(owner).rejected_gen;
+        let usable = |value: &StoredValue| rejected.is_none_or(|r| value.generation > r);
         match reply {
+            // The value this process saw rejected: the load overtook the invalidation. Look
+            // again shortly (by then the invalidation has landed, or another process fetches).
+            // Twice in a row means the invalidation did not land (a store error): fetch in this
+            // process rather than poll the store forever.
+            StoreReply::Value(value) if !usable(&value) => {
+                let fetch = self.fetch_mut(owner);
+                fetch.overtaken += 1;
+                if fetch.overtaken > 2 {
+                    fetch.overtaken = 0;
+                    self.fetch_now(now, owner, None);
+                } else {
+                    self.follow(now, owner, Duration::ZERO);
+                }
+            }
             StoreReply::Value(value) => {
                 if !self.adopt(now, wall, owner, issued_at, value, true) {
                     self.fetch_now(now, owner, None);
                 }
             }
             StoreReply::Leased { generation, stale } => {
-                if let Some(stale) = stale
+                if let Some(stale) = stale.filter(usable)
                     && !self.has_valid(now, owner)
                 {
                     self.adopt(now, wall, owner, issued_at, stale, false);
@@ -802,7 +820,7 @@ impl TokenManager {
                 self.fetch_now(now, owner, Some(generation));
             }
             StoreReply::Busy { value, lease_ttl } => {
-                if let Some(value) = value
+                if let Some(value) = value.filter(usable)
                     && !self.has_valid(now, owner)
                 {
                     self.adopt(now, wall, owner, issued_at, value, false);
@@ -1017,6 +1035,14 @@ impl TokenManager {
         let entry = &self.entries[i];
         entry.token.as_ref().is_some_and(|t| t.is_fresh(now))
             && entry.renew_at.is_none_or(|r| now < r)
+    }
+
+    /// The lifetime of `owner`'s current (or last) credential, if it has one.
+    fn last_lifetime(&self, owner: Owner) -> Option<Duration> {
+        match owner {
+            Owner::Entry(i) => self.entries[i].token.as_ref().map(Token::lifetime),
+            Owner::Grant(g) => self.grants[g].refresh.as_ref().map(|r| r.lifetime),
+        }
     }
 
     /// The instant `owner`'s credential is due for refresh, if it has one.
@@ -1288,7 +1314,13 @@ impl TokenManager {
             .clone()
             .expect("invariant: acquire only with a store");
         let config = Arc::clone(self.config_of(owner));
-        let refresh_ahead = self.window_for(&config) + self.config.refresh_jitter;
+        // A stored value is due when it has no more left than this key's refresh window (the
+        // window clamped to half the lifetime this key's tokens last had) plus the jitter.
+        let mut window = self.window_for(&config);
+        if let Some(lifetime) = self.last_lifetime(owner) {
+            window = window.min(lifetime / 2);
+        }
+        let refresh_ahead = window + self.config.refresh_jitter;
         let lease_ttl = settings
             .lease_ttl
             .unwrap_or(self.config.request_timeout + Duration::from_secs(5));
@@ -1909,6 +1941,7 @@ impl TokenManager {
                             generation: store_gen,
                         },
                     );
+                    self.grants[g].fetch.reject_generation(store_gen);
                 }
                 self.fetch_with_grant(now, i, g, lease);
                 true

@@ -75,11 +75,15 @@ pub(crate) fn backoff(
 }
 
 /// How long a fleet store keeps a token with `remaining` life of `lifetime`: the remaining life
-/// minus a safety margin of 10 % of the lifetime, at least 2 s and at most a quarter of the
-/// lifetime, so every process that loads it stops using it before it really expires.
+/// minus a safety margin of 5 % of the lifetime, at least 1 s and at most 30 s (and never more
+/// than a quarter of the lifetime), so every process that loads it stops using it a little
+/// before it really expires. (A loader counts the store's TTL from the moment it asked, on its
+/// own monotonic clock: already the conservative end. The margin covers the rest: the fetcher's
+/// clock against the token endpoint's. Kept small, because loaders refresh that much earlier
+/// than the fetcher would have.)
 pub(crate) fn store_ttl(remaining: Duration, lifetime: Duration) -> Duration {
-    let margin = (lifetime / 10)
-        .max(Duration::from_secs(2))
+    let margin = (lifetime / 20)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30))
         .min(lifetime / 4);
     remaining.saturating_sub(margin)
 }
@@ -110,13 +114,12 @@ mod tests {
     #[test]
     fn store_ttl_keeps_a_margin() {
         let s = Duration::from_secs;
-        // 10 % of an hour.
-        assert_eq!(store_ttl(s(3600), s(3600)), s(3240));
-        // bookingtime's 300 s tokens: 30 s.
-        assert_eq!(store_ttl(s(300), s(300)), s(270));
-        // At least 2 s, at most a quarter of the lifetime.
-        assert_eq!(store_ttl(s(10), s(10)), s(8));
-        assert_eq!(store_ttl(s(4), s(4)), s(3));
+        // 5 %, capped at 30 s: an hour keeps 30 s, bookingtime's 300 s tokens 15 s.
+        assert_eq!(store_ttl(s(3600), s(3600)), s(3570));
+        assert_eq!(store_ttl(s(300), s(300)), s(285));
+        // At least 1 s, at most a quarter of the lifetime.
+        assert_eq!(store_ttl(s(10), s(10)), s(9));
+        assert_eq!(store_ttl(s(2), s(2)), Duration::from_millis(1500));
         assert_eq!(store_ttl(s(1), s(3600)), Duration::ZERO);
     }
 
