@@ -387,6 +387,34 @@ impl Driver {
         }
     }
 
+    /// Whether store operations (a publish, say) are still on their way to the store.
+    pub fn store_pending(&self) -> bool {
+        self.store_outstanding.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits (at most `timeout`) until no store operation is outstanding: a process about to
+    /// exit calls this so the token it fetched reaches the shared store (and its lease is
+    /// released) instead of leaving the fleet to wait for the lease to expire. True if none is
+    /// left.
+    pub fn flush_store(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listener = self.settled.listen();
+            if !self.store_pending() {
+                return true;
+            }
+            if listener.wait_deadline(deadline).is_none() && Instant::now() >= deadline {
+                return !self.store_pending();
+            }
+        }
+    }
+
+    /// A notification of the next change (for async transports that wait for
+    /// [`store_pending`](Self::store_pending) to clear).
+    pub fn listen_settled(&self) -> event_listener::EventListener {
+        self.settled.listen()
+    }
+
     // ---- internals ----
 
     fn lock_core(&self) -> parking_lot::MutexGuard<'_, Core> {

@@ -322,6 +322,24 @@ impl TokenClient {
         }
     }
 
+    /// Waits (at most `timeout`) until the shared store has heard everything it should (a
+    /// token to publish, a lease to release). Call it before a process exits right after
+    /// fetching, so the fleet need not wait for its lease to expire; dropping the client does
+    /// not wait (it cannot block a runtime). True if nothing is left.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let driver = &self.inner.driver;
+        let wait = async {
+            loop {
+                let listener = driver.listen_settled();
+                if !driver.store_pending() {
+                    return;
+                }
+                listener.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
     /// What the client did so far (cache hits and misses, token requests, refreshes, ...).
     pub fn stats(&self) -> Stats {
         self.inner.driver.stats()

@@ -43,6 +43,7 @@ mod pool;
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use token_core::{
     ClientConfig, StoreFailure, StoreReply, StoreRequest, Token, TokenKey, TokenRequest,
@@ -173,12 +174,18 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last clone is gone: stop the timer thread and the pool (requests in progress
-        // finish on their own; nobody is left to wait for them).
+        // The last clone is gone. What the shared store still has to hear (a token to publish,
+        // a lease to release) goes out first, for a moment at most, so a process that exits
+        // right after fetching does not leave the fleet waiting for its lease to expire. Then
+        // stop the timer thread and the pool (requests in progress finish on their own).
+        self.driver.flush_store(FLUSH_ON_DROP);
         self.signal.stop();
         self.pool.stop();
     }
 }
+
+/// How long dropping the last clone waits for store operations to finish.
+const FLUSH_ON_DROP: Duration = Duration::from_secs(3);
 
 impl fmt::Debug for TokenClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
