@@ -4,7 +4,9 @@
 //!
 //! - **early refresh**: the clock (a `ManualClock`) is moved inside the token's refresh window;
 //!   the callers are released together, each asks once. We report the token requests made
-//!   and the callers' latency.
+//!   and the callers' latency. Moving the clock wakes the client's timer worker, which starts
+//!   the refresh (unless a caller gets there first); either way it runs on the transport's pool
+//!   or a spawned task, and callers are served the cached token meanwhile.
 //! - **past expiry**: the clock is moved past the token's expiry: every caller must wait for
 //!   the new token.
 //! - **oauth2**, used the way its docs show (no cache): every caller fetches its own token
@@ -124,6 +126,19 @@ where
     })
 }
 
+/// An early refresh runs in the background: waits for it to land before the next round.
+fn wait_fresh(
+    driver: &Arc<token_driver::Driver>,
+    slot: &token_driver::KeySlot,
+    clock: &ManualClock,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !driver.cached(slot).is_some_and(|t| t.is_fresh(clock.now())) {
+        assert!(Instant::now() < deadline, "the refresh never landed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn ours_ureq(sim: &Simulator, s: &Settings, k: usize, moment: Moment) -> Outcome {
     let clock = ManualClock::starting_now();
     let client = clients::ureq_client(Some(&clock));
@@ -133,13 +148,14 @@ fn ours_ureq(sim: &Simulator, s: &Settings, k: usize, moment: Moment) -> Outcome
     let before = sim.token_requests(Provider::Generic);
     let mut latencies = Vec::new();
     for _ in 0..s.rounds {
-        clock.advance(moment.advance());
+        // The delay first: moving the clock may start the refresh at once.
         inject_delay(sim, s.delay, 1);
-        let handle = handle.clone();
+        clock.advance(moment.advance());
+        let h = handle.clone();
         latencies.extend(threads(k, move || {
-            handle.token().expect("a token");
+            h.token().expect("a token");
         }));
-        // The refresh ran inline in one of the callers, so it is done.
+        wait_fresh(client.driver(), handle.slot(), &clock);
     }
     Outcome {
         requests_per_round: (sim.token_requests(Provider::Generic) - before) as f64
@@ -158,8 +174,8 @@ fn ours_reqwest(sim: &Simulator, s: &Settings, k: usize, moment: Moment) -> Outc
     let before = sim.token_requests(Provider::Generic);
     let mut latencies = Vec::new();
     for _ in 0..s.rounds {
-        clock.advance(moment.advance());
         inject_delay(sim, s.delay, 1);
+        clock.advance(moment.advance());
         let h = handle.clone();
         latencies.extend(tasks(&rt, k, move || {
             let h = h.clone();
@@ -167,16 +183,7 @@ fn ours_reqwest(sim: &Simulator, s: &Settings, k: usize, moment: Moment) -> Outc
                 h.token().await.expect("a token");
             }
         }));
-        // An early refresh runs on a spawned task: wait for it to land before the next round.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client
-            .driver()
-            .cached(handle.slot())
-            .is_some_and(|t| t.is_fresh(clock.now()))
-        {
-            assert!(Instant::now() < deadline, "the refresh never landed");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_fresh(client.driver(), handle.slot(), &clock);
     }
     Outcome {
         requests_per_round: (sim.token_requests(Provider::Generic) - before) as f64

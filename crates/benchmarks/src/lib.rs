@@ -1,12 +1,14 @@
 //! Shared pieces of the benchmarks in `benches/`: the response samples, the `oauth2` 5.x
 //! equivalents of our requests and its HTTP adapters (ureq 3 / reqwest 0.13, since its own
-//! clients would pull reqwest 0.12), the hand-written cache baseline, a counting global
-//! allocator and small reporting helpers. See `BENCHMARKS.md` at the repository root.
+//! clients would pull reqwest 0.12), the hand-written cache baselines (alone, and around
+//! `oauth2`), a counting global allocator, a latency histogram and small reporting helpers. See
+//! `BENCHMARKS.md` at the repository root.
 
 pub mod alloc;
 pub mod baseline;
 pub mod clients;
 pub mod fixtures;
+pub mod hist;
 pub mod oauth2_compat;
 
 use std::time::Duration;

@@ -182,3 +182,176 @@ impl<'c> AsyncHttpClient<'c> for ReqwestHttp {
         })
     }
 }
+
+/// When a hand-written cache refreshes: the same rule as ours (60 s before expiry, clamped to
+/// half the lifetime), so both make the same number of requests.
+fn refresh_after(lifetime: std::time::Duration) -> std::time::Duration {
+    lifetime - (lifetime / 2).min(std::time::Duration::from_secs(60))
+}
+
+/// What a caller of `oauth2` would write to cache its token: the token and its refresh point
+/// behind a mutex; the caller that finds it due fetches with `oauth2` while holding the lock
+/// (one request at a time), and everyone else waits on the lock meanwhile. Its [`Watch`] lets a
+/// bench see it without taking the lock, and counts the callers that waited for a fetch (the
+/// fetcher, and every caller that got the lock after a fetch it was queued behind).
+#[derive(Debug)]
+pub struct CachedOauth2 {
+    setup: Setup,
+    http: UreqHttp,
+    slot: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    watch: Watch,
+}
+
+/// Lock-free view of a hand-written cache, for benches.
+#[derive(Debug)]
+pub struct Watch {
+    origin: std::time::Instant,
+    generation: std::sync::atomic::AtomicU64,
+    refresh_at_ns: std::sync::atomic::AtomicU64,
+    waits: std::sync::atomic::AtomicU64,
+}
+
+impl Watch {
+    fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            generation: Default::default(),
+            refresh_at_ns: Default::default(),
+            waits: Default::default(),
+        }
+    }
+
+    fn stored(&self, refresh_at: std::time::Instant) {
+        use std::sync::atomic::Ordering::Release;
+        let ns = refresh_at.saturating_duration_since(self.origin).as_nanos() as u64;
+        self.refresh_at_ns.store(ns, Release);
+        self.generation.fetch_add(1, Release);
+    }
+
+    /// Counts a caller that waited for a fetch: it fetched, or a token was stored while it
+    /// waited for the lock.
+    fn waited(&self) {
+        self.waits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Callers that waited for a fetch (see [`CachedOauth2`]), the fetching caller included.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many tokens were stored so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The current token's refresh point.
+    pub fn refresh_at(&self) -> std::time::Instant {
+        let ns = self
+            .refresh_at_ns
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.origin + std::time::Duration::from_nanos(ns)
+    }
+}
+
+impl CachedOauth2 {
+    /// A cache for `config`'s client-credentials token.
+    pub fn new(config: &ClientConfig) -> Self {
+        Self {
+            setup: Setup::equivalent(config),
+            http: UreqHttp::default(),
+            slot: std::sync::Mutex::new(None),
+            watch: Watch::new(),
+        }
+    }
+
+    /// The cached token, or a new one fetched by this caller (the others wait on the lock).
+    pub fn token(&self) -> String {
+        use oauth2::TokenResponse as _;
+        let now = std::time::Instant::now();
+        let generation = self.watch.generation();
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, refresh_at)) = &*slot {
+            if now < *refresh_at {
+                if self.watch.generation() != generation {
+                    self.watch.waited();
+                }
+                return token.clone();
+            }
+        }
+        self.watch.waited();
+        let sent = std::time::Instant::now();
+        let response = self.setup.exchange().request(&self.http).expect("a token");
+        let lifetime = response
+            .expires_in()
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        let refresh_at = sent + refresh_after(lifetime);
+        let token = response.access_token().secret().clone();
+        *slot = Some((token.clone(), refresh_at));
+        self.watch.stored(refresh_at);
+        token
+    }
+
+    /// The lock-free view.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
+    }
+}
+
+/// [`CachedOauth2`] for async callers: a `tokio::sync::Mutex`, `request_async`.
+#[derive(Debug)]
+pub struct AsyncCachedOauth2 {
+    setup: Setup,
+    http: ReqwestHttp,
+    slot: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    watch: Watch,
+}
+
+impl AsyncCachedOauth2 {
+    /// A cache for `config`'s client-credentials token.
+    pub fn new(config: &ClientConfig) -> Self {
+        Self {
+            setup: Setup::equivalent(config),
+            http: ReqwestHttp::new(),
+            slot: tokio::sync::Mutex::new(None),
+            watch: Watch::new(),
+        }
+    }
+
+    /// The cached token, or a new one fetched by this caller (the others wait on the lock).
+    pub async fn token(&self) -> String {
+        use oauth2::TokenResponse as _;
+        let now = std::time::Instant::now();
+        let generation = self.watch.generation();
+        let mut slot = self.slot.lock().await;
+        if let Some((token, refresh_at)) = &*slot {
+            if now < *refresh_at {
+                if self.watch.generation() != generation {
+                    self.watch.waited();
+                }
+                return token.clone();
+            }
+        }
+        self.watch.waited();
+        let sent = std::time::Instant::now();
+        let response = self
+            .setup
+            .exchange()
+            .request_async(&self.http)
+            .await
+            .expect("a token");
+        let lifetime = response
+            .expires_in()
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        let refresh_at = sent + refresh_after(lifetime);
+        let token = response.access_token().secret().clone();
+        *slot = Some((token.clone(), refresh_at));
+        self.watch.stored(refresh_at);
+        token
+    }
+
+    /// The lock-free view.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
+    }
+}
