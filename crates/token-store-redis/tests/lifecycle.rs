@@ -270,3 +270,53 @@ fn the_async_store_speaks_the_same_protocol() {
     assert_eq!(fetch(&mut b, &kb, &mut server, &blocking), token);
     assert_eq!(server.requests, 1);
 }
+
+/// Issue "fleet store", point 6: bookingtime's 30-day refresh token and each organization's
+/// access token are shared through a real Redis; the refresh token is in it encrypted.
+#[test]
+fn bookingtime_shares_its_refresh_token_and_organization_tokens_through_redis() {
+    let redis = RedisServer::start();
+    let (a_store, b_store) = (
+        RedisStore::open(&redis.url()).unwrap(),
+        RedisStore::open(&redis.url()).unwrap(),
+    );
+    let mut server = FakeServer::new(300);
+    let mut a = Harness::new(config());
+    let mut b = Harness::new(config());
+    let org = |c, o: &str| TokenKey::with_organization(c, o);
+    let (ca, cb) = (a.bookingtime_client(), b.bookingtime_client());
+    let alpha = fetch(&mut a, &org(ca, "alpha"), &mut server, &a_store);
+    assert_eq!(
+        server.requests, 2,
+        "the refresh token, then alpha's access token"
+    );
+    // Another process: alpha from Redis, beta from the refresh token in Redis.
+    assert_eq!(
+        fetch(&mut b, &org(cb, "alpha"), &mut server, &b_store),
+        alpha
+    );
+    assert_eq!(server.requests, 2);
+    let beta = fetch(&mut b, &org(cb, "beta"), &mut server, &b_store);
+    assert_ne!(beta, alpha);
+    assert_eq!(
+        server.requests, 3,
+        "one client-credentials request for the fleet"
+    );
+    // And A finds beta's token there too.
+    assert_eq!(fetch(&mut a, &org(ca, "beta"), &mut server, &a_store), beta);
+    assert_eq!(server.requests, 3);
+    let mut dump = Vec::new();
+    for key in redis.cmd(&["KEYS", "*"]).unwrap().bulks() {
+        let name = String::from_utf8(key.clone()).unwrap();
+        for part in redis.cmd(&["HGETALL", name.as_str()]).unwrap().bulks() {
+            dump.extend(part);
+        }
+        for part in redis.cmd(&["GET", name.as_str()]).unwrap().bulks() {
+            dump.extend(part);
+        }
+    }
+    let dump = String::from_utf8_lossy(&dump);
+    for secret in [alpha.as_str(), beta.as_str(), "rt-"] {
+        assert!(!dump.contains(secret), "{secret} in clear");
+    }
+}
