@@ -3,7 +3,9 @@
 //! never shows up in any output.
 
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use provider_sim::{
@@ -21,15 +23,51 @@ struct Run {
     stderr: String,
 }
 
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tokenctl-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `XDG_CACHE_HOME` pointing here.
+    fn xdg(&self) -> (String, String) {
+        ("XDG_CACHE_HOME".to_owned(), self.0.display().to_string())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `tokenctl args` with exactly the credential variables in `env` (none inherited), and
 /// `stdin` piped in when given. Asserts, for every run, that the client secret never appears
-/// in the output.
+/// in the output. Unless `env` sets `XDG_CACHE_HOME`, each run gets an empty cache directory of
+/// its own (so runs share no tokens, as before the cache).
 fn tokenctl(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Run {
     let mut command = Command::new(BIN);
     for prefix in PREFIXES {
         command
             .env_remove(format!("{prefix}_CLIENT_ID"))
             .env_remove(format!("{prefix}_CLIENT_SECRET"));
+    }
+    let own_cache = TempDir::new();
+    if !env.iter().any(|(k, _)| k == "XDG_CACHE_HOME") {
+        command.env("XDG_CACHE_HOME", own_cache.path());
     }
     command
         .args(args)
@@ -616,4 +654,299 @@ fn sim_subcommand_serves_and_explains_itself() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// `source` as the summary prints it.
+fn source_line(summary: &str) -> &str {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("source        "))
+        .unwrap_or_else(|| panic!("no source line in\n{summary}"))
+}
+
+#[test]
+fn the_disk_cache_makes_runs_in_a_row_share_one_token() {
+    let sim = Simulator::start().unwrap();
+    let cache = TempDir::new();
+    let mut env = sim_env();
+    env.push(cache.xdg());
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let mut args = vec!["token"];
+    args.extend(bookable.args());
+    for i in 0..5 {
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        let source = source_line(&run.stdout);
+        if i == 0 {
+            assert_eq!(source, "fetched (1 token request)");
+        } else {
+            let dir = cache.path().join("tokenctl");
+            assert_eq!(
+                source,
+                format!("the cache ({}; no token request)", dir.display())
+            );
+        }
+    }
+    assert_eq!(sim.token_requests(Provider::Bookable), 1);
+    // The files are in $XDG_CACHE_HOME/tokenctl.
+    let files = std::fs::read_dir(cache.path().join("tokenctl"))
+        .unwrap()
+        .count();
+    assert!(files > 0);
+
+    // --json says where the token came from; `get` uses the same cache.
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let run = tokenctl(&json_args, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["source"], "cache");
+    assert_eq!(json["lifetime_source"], "store");
+    let mut get = vec!["get", bookable.api_url.as_str(), "--repeat", "2"];
+    get.extend(bookable.args());
+    let run = tokenctl(&get, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "tokenctl: 2 API calls, 0 token requests\n");
+    assert_eq!(sim.token_requests(Provider::Bookable), 1);
+
+    // --no-cache: memory only, a request of its own.
+    let mut no_cache = json_args.clone();
+    no_cache.push("--no-cache");
+    let run = tokenctl(&no_cache, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["source"], "fetched");
+    assert_eq!(sim.token_requests(Provider::Bookable), 2);
+    // --no-cache and --store exclude each other.
+    let mut both = no_cache.clone();
+    both.extend(["--store", "redis://127.0.0.1:1"]);
+    let run = tokenctl(&both, &env, None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--store"), "{}", run.stderr);
+
+    // A client without a secret is not cached (no key to encrypt with), quietly.
+    let module = case(&cases, "bookingtime-module");
+    let mut args = vec!["token"];
+    args.extend(module.args());
+    for _ in 0..2 {
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        assert!(
+            source_line(&run.stdout).starts_with("fetched (2 token requests); not cached: "),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn an_unusable_cache_directory_is_one_warning_not_a_failure() {
+    let sim = Simulator::start().unwrap();
+    let dir = TempDir::new();
+    // XDG_CACHE_HOME is a file: $XDG_CACHE_HOME/tokenctl cannot be created.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    let mut env = sim_env();
+    env.push(("XDG_CACHE_HOME".to_owned(), file.display().to_string()));
+    let cases = cases(&sim);
+    let octorate = case(&cases, "octorate");
+    let mut args = vec!["token"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: warning: cache directory "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        source_line(&run.stdout),
+        "fetched (1 token request); not cached: the cache directory cannot be used"
+    );
+    let mut args = vec!["get", octorate.api_url.as_str()];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(sim.token_requests(Provider::Octorate), 2);
+}
+
+#[test]
+fn a_redis_store_shares_one_token_between_runs() {
+    let redis = token_testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let generic = case(&cases, "generic");
+    let mut args = vec!["token", "--json", "--store", url.as_str()];
+    args.extend(generic.args());
+    let mut sources = Vec::new();
+    for _ in 0..2 {
+        // Each run has a cache directory of its own: only Redis is shared.
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        sources.push(json["source"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sources, ["fetched", "cache"]);
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+    let mut args = vec!["token", "--store", url.as_str()];
+    args.extend(generic.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(
+        source_line(&run.stdout),
+        format!("the cache ({url}; no token request)")
+    );
+
+    // `get` too: three calls, no token request.
+    let mut get = vec!["get", generic.api_url.as_str(), "--repeat", "3"];
+    get.extend(["--store", url.as_str()]);
+    get.extend(generic.args());
+    let run = tokenctl(&get, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "tokenctl: 3 API calls, 0 token requests\n");
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+
+    // Not a Redis URL: a usage error, the password never shown.
+    for bad in [
+        "http://user:hunter2@127.0.0.1:6379",
+        "hunter2",
+        "redis://u:hunter2@[::1",
+    ] {
+        let mut args = vec!["token", "--store", bad];
+        args.extend(generic.args());
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with("tokenctl: --store: invalid Redis URL"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    }
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+}
+
+#[test]
+fn an_unreachable_redis_is_one_warning_not_a_failure() {
+    let mut redis = token_testkit::redis::RedisServer::start();
+    let url = redis.url().replace("redis://", "redis://:hunter2@");
+    redis.shutdown_nosave();
+    let sim = Simulator::start().unwrap();
+    let cases = cases(&sim);
+    let generic = case(&cases, "generic");
+    let mut args = vec!["token", "--store", url.as_str()];
+    args.extend(generic.args());
+    let run = tokenctl(&args, &sim_env(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: warning: Redis at redis://127.0.0.1:")
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(source_line(&run.stdout).starts_with("fetched (1 token request); not cached: "));
+}
+
+#[test]
+fn get_repeat_with_an_interval_uses_one_client() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let octorate = case(&cases, "octorate");
+    let mut args = vec![
+        "get",
+        octorate.api_url.as_str(),
+        "--repeat",
+        "3",
+        "--interval-ms",
+        "1",
+    ];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+    assert_eq!(run.stderr, "tokenctl: 3 API calls, 1 token request\n");
+    assert_eq!(sim.api_calls(Provider::Octorate), 3);
+    assert_eq!(sim.token_requests(Provider::Octorate), 1);
+    // --interval-ms needs --repeat.
+    let mut args = vec!["get", octorate.api_url.as_str(), "--interval-ms", "5"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--repeat"), "{}", run.stderr);
+}
+
+#[test]
+fn quota_headers_show_in_the_summary_and_json() {
+    let sim = Simulator::start().unwrap();
+    sim.set_client_quota(Provider::Bookable, provider_sim::Quota::new(10, 100));
+    let env = sim_env();
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let mut args = vec!["token", "--json"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    let quota = &json["quota"];
+    let reset = |v: &Value| {
+        let secs = v.as_u64().unwrap_or_else(|| panic!("a number: {v}"));
+        assert!(secs > 0, "{v}");
+        secs
+    };
+    let hour = reset(&quota["client"]["per_hour"]["reset_secs"]);
+    let day = reset(&quota["client"]["per_day"]["reset_secs"]);
+    assert!(hour <= 3600 && day <= 86_400, "{quota}");
+    let reset_at = reset(&quota["rate_limit"]["reset_at"]);
+    assert_eq!(
+        quota,
+        &serde_json::json!({
+            "client": {
+                "per_hour": {"quota": 10, "remaining": 9, "reset_secs": hour},
+                "per_day": {"quota": 100, "remaining": 99, "reset_secs": day},
+            },
+            "organization": null,
+            "rate_limit": {"limit": 10, "remaining": 9, "reset_at": reset_at},
+        })
+    );
+    // The summary, with an organization quota too.
+    sim.set_organization_quota(Provider::Bookable, Some(provider_sim::Quota::new(50, 500)));
+    let mut args = vec!["token"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = |label: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("client quota  ").starts_with("per hour: 8 of 10 left (resets in "),
+        "{}",
+        run.stdout
+    );
+    assert!(line("client quota  ").contains("; per day: 98 of 100 left"));
+    assert!(line("org quota     ").starts_with("per hour: 49 of 50 left"));
+    assert!(line("rate limit    ").starts_with("8 of 10 left (resets at "));
+
+    // No quota headers (Octorate): `"quota": null` and no quota lines.
+    let octorate = case(&cases, "octorate");
+    let mut args = vec!["token", "--json"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["quota"], Value::Null);
+    let mut args = vec!["token"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert!(!run.stdout.contains("quota"), "{}", run.stdout);
 }
