@@ -950,3 +950,352 @@ fn quota_headers_show_in_the_summary_and_json() {
     let run = tokenctl(&args, &env, None);
     assert!(!run.stdout.contains("quota"), "{}", run.stdout);
 }
+
+/// A `tokenctl login --no-browser` in progress: the authorization URL it printed, and the
+/// process.
+struct LoginRun {
+    child: std::process::Child,
+    url: String,
+    /// The stderr lines before the URL.
+    before: Vec<String>,
+    /// The rest of stderr, read on a thread.
+    rest: std::thread::JoinHandle<String>,
+    _cache: TempDir,
+}
+
+impl LoginRun {
+    /// Starts `tokenctl login --no-browser args` with exactly `env` and waits for the one
+    /// stderr line that starts with `http`.
+    fn start(args: &[&str], env: &[(String, String)]) -> LoginRun {
+        let cache = TempDir::new();
+        let mut command = Command::new(BIN);
+        for prefix in PREFIXES {
+            command
+                .env_remove(format!("{prefix}_CLIENT_ID"))
+                .env_remove(format!("{prefix}_CLIENT_SECRET"));
+        }
+        let mut child = command
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["login", "--no-browser"])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut before = Vec::new();
+        let url = loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).unwrap();
+            assert!(n > 0, "no URL line on stderr; before it: {before:?}");
+            let line = line.trim_end_matches('\n').to_owned();
+            if line.starts_with("http") {
+                break line;
+            }
+            before.push(line);
+        };
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+            rest
+        });
+        LoginRun {
+            child,
+            url,
+            before,
+            rest,
+            _cache: cache,
+        }
+    }
+
+    /// The redirect URI the authorization URL names.
+    fn redirect_uri(&self) -> String {
+        let query = self.url.split_once('?').unwrap().1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .expect("a redirect_uri")
+    }
+
+    /// Waits for the process: its exit code, stdout and the rest of stderr.
+    fn finish(mut self) -> Run {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let stderr = self.rest.join().unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stdout.contains(CLIENT_SECRET) && !stderr.contains(CLIENT_SECRET));
+        Run {
+            code: status.code().expect("exited, not killed"),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A browser that does not follow redirects (so each hop is seen).
+fn browser() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn get_page(agent: &ureq::Agent, url: &str) -> (u16, Option<String>, String) {
+    let mut response = agent.get(url).call().unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), location, body)
+}
+
+fn generic_login_args(sim: &Simulator) -> Vec<String> {
+    [
+        "--provider",
+        "generic",
+        "--authorize-url",
+        &sim.authorize_url(Provider::Generic).unwrap(),
+        "--token-url",
+        &sim.token_url(Provider::Generic),
+        "--issuer",
+        &sim.issuer(Provider::Generic),
+        "--client-id",
+        provider_sim::PUBLIC_CLIENT_ID,
+        "--scope",
+        "read write",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[test]
+fn login_signs_a_public_client_in_through_the_loopback_listener() {
+    let sim = Simulator::start().unwrap();
+    let args = generic_login_args(&sim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // No secret anywhere: a public client.
+    let login = LoginRun::start(&args, &[]);
+    assert!(
+        login.before.iter().all(|l| l.starts_with("tokenctl: ")),
+        "{:?}",
+        login.before
+    );
+    assert!(
+        login
+            .url
+            .starts_with(&sim.authorize_url(Provider::Generic).unwrap())
+    );
+    assert!(!login.url.contains(char::is_whitespace));
+    let redirect_uri = login.redirect_uri();
+    let port = redirect_uri
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/callback"))
+        .unwrap_or_else(|| panic!("redirect_uri {redirect_uri}"));
+    assert!(port.parse::<u16>().unwrap() > 0);
+    let query = login.url.split_once('?').unwrap().1;
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param("scope").as_deref(), Some("read write"));
+    assert_eq!(
+        param("client_id").as_deref(),
+        Some(provider_sim::PUBLIC_CLIENT_ID)
+    );
+
+    let agent = browser();
+    // Another path: 404, and the wait goes on.
+    let (status, _, _) = get_page(&agent, &format!("http://127.0.0.1:{port}/favicon.ico"));
+    assert_eq!(status, 404);
+    // The authorization endpoint approves and redirects to the listener.
+    let (status, location, _) = get_page(&agent, &login.url);
+    assert_eq!(status, 302);
+    let location = location.expect("a Location");
+    assert!(
+        location.starts_with(&format!("{redirect_uri}?")),
+        "{location}"
+    );
+    let (status, _, page) = get_page(&agent, &location);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in"), "{page}");
+
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    for expected in [
+        "provider      generic\n",
+        "scopes        read write\n",
+        "source        fetched (1 token request); not cached: ",
+        "  sub: \"sim-user\"\n",
+        "  client_id: \"sim-public\"\n",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "no {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(sim.code_exchanges(Provider::Generic), 1);
+    // The process is gone, and with it the listener.
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
+}
+
+#[test]
+fn login_json_for_a_confidential_client_and_bookingtime() {
+    let sim = Simulator::start().unwrap();
+    let mut args = generic_login_args(&sim);
+    // The confidential client, its secret from the environment.
+    let id = args
+        .iter()
+        .position(|a| a == provider_sim::PUBLIC_CLIENT_ID)
+        .unwrap();
+    args[id] = CLIENT_ID.to_owned();
+    args.push("--json".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &sim_env());
+    let agent = browser();
+    let (_, location, _) = get_page(&agent, &login.url);
+    let (status, _, _) = get_page(&agent, &location.unwrap());
+    assert_eq!(status, 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["provider"], "generic");
+    assert_eq!(json["source"], "fetched");
+    assert_eq!(json["jwt_claims"]["sub"], provider_sim::TEST_USER);
+    assert_eq!(json["jwt_claims"]["client_id"], CLIENT_ID);
+
+    // bookingtime: the code gives the user's refresh token, then an organization's token.
+    let org = ORGANIZATIONS[1];
+    let authorize = sim.authorize_url(Provider::Bookingtime).unwrap();
+    let token_url = sim.token_url(Provider::Bookingtime);
+    let issuer = sim.issuer(Provider::Bookingtime);
+    let login = LoginRun::start(
+        &[
+            "--provider",
+            "bookingtime",
+            "--org",
+            org,
+            "--authorize-url",
+            &authorize,
+            "--token-url",
+            &token_url,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            provider_sim::PUBLIC_CLIENT_ID,
+        ],
+        &[],
+    );
+    let (_, location, _) = get_page(&agent, &login.url);
+    let (status, _, page) = get_page(&agent, &location.unwrap());
+    assert_eq!(status, 200, "{page}");
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("organization  {org}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("source        fetched (2 token requests)"),
+        "{}",
+        run.stdout
+    );
+
+    // bookingtime's authorization endpoint is never guessed; other providers have none.
+    let run = tokenctl(
+        &[
+            "login",
+            "--provider",
+            "bookingtime",
+            "--org",
+            org,
+            "--no-browser",
+        ],
+        &sim_env(),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--authorize-url"), "{}", run.stderr);
+    let run = tokenctl(
+        &[
+            "login",
+            "--provider",
+            "octorate",
+            "--authorize-url",
+            "https://auth.example.com/authorize",
+            "--no-browser",
+        ],
+        &sim_env(),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("generic and bookingtime"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn login_refuses_a_redirect_with_the_wrong_state() {
+    let sim = Simulator::start().unwrap();
+    let args = generic_login_args(&sim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &[]);
+    let forged = format!("{}?code=stolen-code&state=forged", login.redirect_uri());
+    let (status, _, page) = get_page(&browser(), &forged);
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Sign-in failed"), "{page}");
+    let run = login.finish();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: the sign-in was refused: ")
+            && run.stderr.contains("state"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sim.code_exchanges(Provider::Generic), 0);
+    assert_eq!(sim.total_token_requests(), 0);
+}
+
+#[test]
+fn login_gives_up_after_the_timeout() {
+    let sim = Simulator::start().unwrap();
+    let mut args = generic_login_args(&sim);
+    args.extend(["--timeout".to_owned(), "0.3".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &[]);
+    let port_url = login.redirect_uri();
+    let run = login.finish();
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: timed out: no redirect to ")
+            && run.stderr.contains("within 0.3s"),
+        "{}",
+        run.stderr
+    );
+    let addr = port_url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/callback"))
+        .unwrap()
+        .to_owned();
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    assert_eq!(sim.total_token_requests(), 0);
+}
