@@ -17,8 +17,10 @@ Exit codes:
      plain http:// to a host that is not loopback without --allow-insecure-http
   3  rejected: the token endpoint refused the credentials, scope, grant or request
      (its `error` and `error_description` are shown), or the API answered 401/403
-     (on a 401 the token is renewed and the call retried once before giving up)
-  4  unavailable: connection refused or reset, timed out, or HTTP 5xx / 429 / 408
+     (on a 401 the token is renewed and the call retried once before giving up), or
+     login's redirect was refused (wrong state, another issuer, access denied)
+  4  unavailable: connection refused or reset, timed out, or HTTP 5xx / 429 / 408;
+     login: no redirect came within --timeout
   5  malformed: the token endpoint answered, but not with a usable token response
      (invalid JSON, missing fields, oversized body, or an unexpected status such as a
      404 or a redirect, which is never followed)
@@ -55,7 +57,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Get a token and print a summary of it (the token itself only with --json or --raw).
+    /// Get a token and print a summary of it (the token itself only with --json or --raw):
+    /// from the token cache if it has a valid one, else from the token endpoint.
     #[command(after_help = EXIT_CODES)]
     Token(TokenArgs),
     /// Call a protected API with a token attached and print the response body (each body
@@ -270,7 +273,7 @@ impl ValueEnum for ProviderName {
             Provider::BookingtimeModule => "bookingtime Module API: client id only (needs --org)",
             Provider::Octorate => "Octorate octotable",
             Provider::BookyFlow => "BookyFlow, self-hosted (needs --base-url and --scope)",
-            _ => "any RFC 6749 client-credentials endpoint (needs --token-url)",
+            _ => "any RFC 6749 server (needs --token-url; login also --authorize-url)",
         };
         Some(PossibleValue::new(self.0.name()).help(help))
     }

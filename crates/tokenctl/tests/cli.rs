@@ -641,6 +641,9 @@ fn sim_subcommand_serves_and_explains_itself() {
         &format!("{base}/octorate/oauth2/token"),
         &format!("{base}/bookyflow/api/properties"),
         "tokenctl get ",
+        &format!(
+            "tokenctl login --no-browser --provider generic --authorize-url {base}/generic/authorize "
+        ),
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
