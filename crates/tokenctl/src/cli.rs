@@ -17,8 +17,10 @@ Exit codes:
      plain http:// to a host that is not loopback without --allow-insecure-http
   3  rejected: the token endpoint refused the credentials, scope, grant or request
      (its `error` and `error_description` are shown), or the API answered 401/403
-     (on a 401 the token is renewed and the call retried once before giving up)
-  4  unavailable: connection refused or reset, timed out, or HTTP 5xx / 429 / 408
+     (on a 401 the token is renewed and the call retried once before giving up), or
+     login's redirect was refused (wrong state, another issuer, access denied)
+  4  unavailable: connection refused or reset, timed out, or HTTP 5xx / 429 / 408;
+     login: no redirect came within --timeout
   5  malformed: the token endpoint answered, but not with a usable token response
      (invalid JSON, missing fields, oversized body, or an unexpected status such as a
      404 or a redirect, which is never followed)
@@ -32,6 +34,13 @@ Credentials (environment, by provider):
   generic                                      TOKEN_CLIENT_ID, TOKEN_CLIENT_SECRET
 --client-id overrides the id; --client-secret-stdin reads the secret from stdin instead.
 The secret is never accepted as an argument: other users can see the argument list.
+(`login` needs no secret: without one it is a public client and PKCE alone proves it.)
+
+Token cache (token and get): tokens are kept, encrypted with a key derived from the client
+secret, in $XDG_CACHE_HOME/tokenctl (else ~/.cache/tokenctl), so runs in a row share one token.
+--no-cache keeps them in memory only; --store redis://... shares them through Redis instead.
+A cache that cannot be used is a warning, never a failure. Clients without a secret are not
+cached.
 
 Try it without credentials: run `tokenctl sim` and follow what it prints.";
 
@@ -48,16 +57,44 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Get a token and print a summary of it (the token itself only with --json or --raw).
+    /// Get a token and print a summary of it (the token itself only with --json or --raw):
+    /// from the token cache if it has a valid one, else from the token endpoint.
     #[command(after_help = EXIT_CODES)]
     Token(TokenArgs),
     /// Call a protected API with a token attached and print the response body (each body
     /// ends with a newline).
     #[command(after_help = EXIT_CODES)]
     Get(GetArgs),
+    /// Sign a user in with the Authorization Code flow and PKCE (a browser, and a one-shot
+    /// listener on http://127.0.0.1:{free port}/callback), then print the token like `token`.
+    #[command(after_help = LOGIN_HELP)]
+    Login(LoginArgs),
     /// Run the provider simulator in the foreground and print how to use it.
     Sim(SimArgs),
 }
+
+/// Shown at the end of `login --help`.
+const LOGIN_HELP: &str = "\
+How it works:
+  tokenctl listens on 127.0.0.1 (never `localhost`) on a free port, sends the browser to the
+  authorization URL with redirect_uri=http://127.0.0.1:{port}/callback (RFC 8252 §7.3: register
+  http://127.0.0.1/callback; servers accept any port for a loopback IP), waits for exactly one
+  redirect to /callback (other paths get 404 and do not end the wait), checks its `state` and
+  `iss`, exchanges the code (with the PKCE verifier) and stops listening.
+
+  With --no-browser, the authorization URL is printed alone on one line of stderr (the only
+  stderr line that starts with `http`); other messages are on lines of their own.
+  --timeout is how long to wait for the redirect (default 300 s) and each token request's
+  timeout (at most 30 s). Ctrl-C ends the wait; nothing stays listening.
+
+  Providers: generic (--authorize-url, --token-url, --client-id or TOKEN_CLIENT_ID, --scope;
+  a secret from TOKEN_CLIENT_SECRET or --client-secret-stdin only if the client has one) and
+  bookingtime (--authorize-url is required: it is not publicly documented, so never guessed;
+  --org picks the organization). --audience and --param are sent on the authorization request
+  too. The user's tokens are kept in memory only.
+
+Exit codes: as for `token`; 3 also when the redirect is refused (wrong or missing state,
+another issuer, the user denied access), 4 when no redirect came within --timeout.";
 
 /// `tokenctl token`.
 #[derive(Debug, Args)]
@@ -65,13 +102,59 @@ pub struct TokenArgs {
     /// Which endpoint and credentials.
     #[command(flatten)]
     pub conn: Connection,
+    /// Where tokens are cached between runs.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// How to print the token.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `--json` / `--raw`, shared by `token` and `login`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
     /// Print one JSON object: access_token, token_type, expires_in, scope, provider, endpoint,
-    /// expires_at, lifetime_source (and organization for bookingtime).
+    /// expires_at, lifetime_source, source ("cache" or "fetched"), quota (null without quota
+    /// headers), jwt_claims (and organization for bookingtime).
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
     /// Print the bare access token and a newline, for `$(tokenctl token --raw ...)`.
     #[arg(long)]
     pub raw: bool,
+}
+
+/// The token cache options of `token` and `get`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Keep tokens in memory only: no cache directory, no shared store.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Share tokens through Redis (`redis://` or `rediss://` URL) instead of the cache
+    /// directory, e.g. redis://127.0.0.1:6379/0 (a password in the URL is visible on the
+    /// argument list; tokenctl's messages never show it).
+    #[arg(long, value_name = "REDIS_URL", conflicts_with = "no_cache")]
+    pub store: Option<String>,
+}
+
+/// `tokenctl login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Which endpoints and client.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// The authorization endpoint (required).
+    #[arg(long, value_name = "URL")]
+    pub authorize_url: String,
+    /// The issuer the redirect's RFC 9207 `iss` must name (default: the authorization
+    /// endpoint's origin, scheme://host[:port]).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Do not start a browser: print the authorization URL alone on one line of stderr.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// How to print the token.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `tokenctl get`.
@@ -86,9 +169,16 @@ pub struct GetArgs {
     /// calls and token requests were made. Stops at the first failing call.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: Option<u32>,
+    /// With --repeat: wait MS milliseconds between calls (a long-running client: run it in
+    /// several shells with a shared cache or --store to watch a fleet share one token).
+    #[arg(long, value_name = "MS", requires = "repeat", default_value_t = 0)]
+    pub interval_ms: u64,
     /// An extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    /// Where tokens are cached between runs.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// `tokenctl sim`.
@@ -140,9 +230,20 @@ pub struct Connection {
     /// the network in clear text).
     #[arg(long)]
     pub allow_insecure_http: bool,
-    /// Timeout of each token request and API call, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
-    pub timeout: Duration,
+    /// Timeout of each token request and API call, in seconds (default 30). For `login`: how
+    /// long to wait for the browser's redirect (default 300).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+}
+
+/// The request timeout unless `--timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Connection {
+    /// The timeout of each token request and API call.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
 }
 
 /// `--provider`: one of token-core's providers, by its name.
@@ -172,7 +273,7 @@ impl ValueEnum for ProviderName {
             Provider::BookingtimeModule => "bookingtime Module API: client id only (needs --org)",
             Provider::Octorate => "Octorate octotable",
             Provider::BookyFlow => "BookyFlow, self-hosted (needs --base-url and --scope)",
-            _ => "any RFC 6749 client-credentials endpoint (needs --token-url)",
+            _ => "any RFC 6749 server (needs --token-url; login also --authorize-url)",
         };
         Some(PossibleValue::new(self.0.name()).help(help))
     }

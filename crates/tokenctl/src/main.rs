@@ -7,9 +7,19 @@
 //!   decoded but not verified); `--json` prints one JSON object, `--raw` the bare token.
 //! - `tokenctl get URL --provider NAME` calls a protected API with the token (and the
 //!   provider's extra headers) attached and prints the response body; `--repeat N` makes N calls
-//!   through one client and reports how many token requests they needed.
+//!   through one client (`--interval-ms` apart) and reports how many token requests they
+//!   needed.
+//! - `tokenctl login --provider generic|bookingtime --authorize-url URL ...` signs a user in
+//!   with the Authorization Code flow and PKCE (a browser and a one-shot loopback listener) and
+//!   prints the user's token like `token`.
 //! - `tokenctl sim` runs the provider simulator, so all of the above can be tried without
 //!   credentials.
+//!
+//! `token` and `get` cache tokens between runs in `$XDG_CACHE_HOME/tokenctl` (else
+//! `~/.cache/tokenctl`), encrypted with a key derived from the client secret, so runs in a row
+//! share one token; `--store redis://...` shares them through Redis instead, `--no-cache` keeps
+//! them in memory. The summary and `--json` (`"source"`) say whether the token came from the
+//! cache. A cache that cannot be used is a warning, never a failure.
 //!
 //! Credentials come from the environment (`BOOKABLE_CLIENT_ID` / `BOOKABLE_CLIENT_SECRET`,
 //! `BOOKINGTIME_…`, `OCTORATE_…`, `BOOKYFLOW_…`, `TOKEN_…` for `generic`), or from
@@ -22,9 +32,11 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod cli;
 mod counters;
 mod failure;
+mod login;
 mod providers;
 mod report;
 mod sim;
@@ -32,20 +44,26 @@ mod time;
 
 use std::io::{self, BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser as _;
 use transport_ureq::{ClientHandle, TokenClient};
 
-use crate::cli::{Cli, Command, Connection, GetArgs, TokenArgs};
+use crate::cache::Cache;
+use crate::cli::{CacheArgs, Cli, Command, Connection, GetArgs, OutputArgs, TokenArgs};
 use crate::counters::Counters;
 use crate::failure::{Exit, Fail};
+use crate::report::Source;
+
+/// How long a run waits at its end for the cache to hear what it fetched.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Token(args) => run_token(args),
         Command::Get(args) => run_get(args),
+        Command::Login(args) => login::run(args),
         Command::Sim(args) => sim::run(args.port),
     };
     match result {
@@ -60,6 +78,10 @@ fn main() -> ExitCode {
 }
 
 /// A registered client ready to fetch tokens, with what the run needs to report on it.
+///
+/// Dropping it (the last clone of the client) stops the client's threads after publishing
+/// what is still pending to the store: runs return from `main` rather than exit the process,
+/// so this always happens.
 struct Session {
     client: TokenClient,
     handle: ClientHandle,
@@ -67,16 +89,70 @@ struct Session {
     /// Strings that must never be printed (the client secret).
     redact: Vec<String>,
     endpoint: String,
+    /// The token cache of this run (the store, or why there is none).
+    cache: CacheUse,
 }
 
-/// Builds the client configuration from the options and registers it with a fresh client.
-fn session(conn: &Connection) -> Result<Session, Fail> {
+/// What the run's client caches in.
+enum CacheUse {
+    /// A store, named for people.
+    Store(String),
+    /// Memory only, and why.
+    Memory(String),
+}
+
+impl Session {
+    /// Where a token fetched with `requests` token requests came from.
+    fn source(&self, requests: u64) -> Source {
+        match &self.cache {
+            CacheUse::Store(place) if requests == 0 => Source::Cache {
+                place: place.clone(),
+            },
+            CacheUse::Store(_) => Source::Fetched {
+                requests,
+                not_cached: None,
+            },
+            CacheUse::Memory(why) => Source::Fetched {
+                requests,
+                not_cached: Some(why.clone()),
+            },
+        }
+    }
+
+    /// Ends the run's use of the cache: waits (briefly) until the store has heard what was
+    /// fetched, and warns once if the store failed along the way.
+    fn finish(&self) {
+        let CacheUse::Store(place) = &self.cache else {
+            return;
+        };
+        let flushed = self.client.driver().flush_store(FLUSH_TIMEOUT);
+        let failures = self.client.stats().store_failures;
+        if failures > 0 || !flushed {
+            cache::warn(&format!(
+                "the token cache {place} could not be used ({failures} failed {}); the token                  was kept in memory",
+                plural(
+                    usize::try_from(failures).unwrap_or(usize::MAX),
+                    "operation",
+                    "operations"
+                )
+            ));
+        }
+    }
+}
+
+/// Builds the client configuration from the options and registers it with a fresh client:
+/// with the token cache `cache` picks for `token` and `get`, in memory only for `login`.
+fn session(
+    conn: &Connection,
+    cache: Option<&CacheArgs>,
+    login: Option<providers::Login<'_>>,
+) -> Result<Session, Fail> {
     let secret_from_stdin = if conn.client_secret_stdin {
         Some(read_secret_from_stdin()?)
     } else {
         None
     };
-    let config = providers::client_config(conn, secret_from_stdin)?;
+    let config = providers::client_config(conn, secret_from_stdin, login)?;
     let redact = config
         .credentials()
         .client_secret()
@@ -86,10 +162,28 @@ fn session(conn: &Connection) -> Result<Session, Fail> {
         .collect();
     let endpoint = config.token_url().to_string();
     let counters = Counters::default();
-    let client = TokenClient::builder()
-        .timeout(conn.timeout)
-        .api_agent(counters.api_agent(conn.timeout))
-        .build();
+    let timeout = if login.is_some() {
+        login::request_timeout(conn.timeout)
+    } else {
+        conn.request_timeout()
+    };
+    let chosen = match cache {
+        Some(args) => Cache::choose(args, &config)?,
+        None => Cache::Memory {
+            why: "a user's tokens are kept in memory only".to_owned(),
+        },
+    };
+    let mut builder = TokenClient::builder()
+        .timeout(timeout)
+        .api_agent(counters.api_agent(timeout));
+    let cache = match chosen {
+        Cache::Store { store, place } => {
+            builder = builder.store(store);
+            CacheUse::Store(place)
+        }
+        Cache::Memory { why } => CacheUse::Memory(why),
+    };
+    let client = builder.build();
     let handle = client.register(config);
     let handle = match &conn.org {
         Some(org) => handle.organization(org),
@@ -101,6 +195,7 @@ fn session(conn: &Connection) -> Result<Session, Fail> {
         counters,
         redact,
         endpoint,
+        cache,
     })
 }
 
@@ -129,11 +224,12 @@ fn read_secret_from_stdin() -> Result<String, Fail> {
 }
 
 fn run_token(args: TokenArgs) -> Result<(), Fail> {
-    let session = session(&args.conn)?;
-    let token = session
-        .handle
-        .token()
-        .map_err(|e| failure::token_error(&e, &session.endpoint))?;
+    let session = session(&args.conn, Some(&args.cache), None)?;
+    let before = session.client.stats().token_requests;
+    let token = session.handle.token();
+    let requests = session.client.stats().token_requests - before;
+    session.finish();
+    let token = token.map_err(|e| failure::token_error(&e, &session.endpoint))?;
     let (now, wall) = (Instant::now(), SystemTime::now());
     let info = report::TokenInfo {
         provider: args.conn.provider.name(),
@@ -143,13 +239,19 @@ fn run_token(args: TokenArgs) -> Result<(), Fail> {
         token: &token,
         now,
         wall,
+        source: session.source(requests),
     };
-    let text = if args.raw {
-        format!("{}\n", token.access_token().secret())
-    } else if args.json {
-        format!("{}\n", report::json(&info))
+    print_token(&info, &args.output)
+}
+
+/// Prints a token as `--raw`, `--json` or the summary.
+fn print_token(info: &report::TokenInfo<'_>, output: &OutputArgs) -> Result<(), Fail> {
+    let text = if output.raw {
+        format!("{}\n", info.token.access_token().secret())
+    } else if output.json {
+        format!("{}\n", report::json(info))
     } else {
-        report::summary(&info)
+        report::summary(info)
     };
     write_stdout(text.as_bytes())
 }
@@ -161,7 +263,7 @@ fn run_get(args: GetArgs) -> Result<(), Fail> {
         .iter()
         .map(|h| cli::parse_header(h))
         .collect::<Result<Vec<_>, _>>()?;
-    let session = session(&args.conn)?;
+    let session = session(&args.conn, Some(&args.cache), None)?;
     // The library's rule for where tokens may go (https, or http to loopback, or
     // --allow-insecure-http), checked before any token is fetched.
     session
@@ -170,9 +272,14 @@ fn run_get(args: GetArgs) -> Result<(), Fail> {
         .check_api_uri(&url)
         .map_err(|e| failure::config_error(&e, args.conn.provider))?;
     let calls = args.repeat.unwrap_or(1);
+    let interval = Duration::from_millis(args.interval_ms);
     let mut made = 0u32;
     let outcome = (|| {
-        for _ in 0..calls {
+        for i in 0..calls {
+            if i > 0 && !interval.is_zero() {
+                // The point of --interval-ms: a client that lives a while, like a service.
+                std::thread::sleep(interval);
+            }
             // Fetch (or reuse) the token first, so a token failure is reported as one.
             session
                 .handle
@@ -200,6 +307,7 @@ fn run_get(args: GetArgs) -> Result<(), Fail> {
         }
         Ok(())
     })();
+    session.finish();
     if args.repeat.is_some() {
         let tokens =
             usize::try_from(session.client.driver().token_requests()).unwrap_or(usize::MAX);

@@ -8,15 +8,29 @@ use token_core::Provider;
 use crate::cli::{AuthArg, BodyArg, Connection};
 use crate::failure::{self, Fail};
 
+/// What `login` adds to a configuration: the Authorization Code flow's endpoint and issuer.
+#[derive(Clone, Copy, Debug)]
+pub struct Login<'a> {
+    /// The authorization endpoint.
+    pub authorize_url: &'a str,
+    /// The issuer the redirect's `iss` must name, if not the endpoint's origin.
+    pub issuer: Option<&'a str>,
+}
+
 /// Builds the configuration for `conn`. `secret_from_stdin` is the secret read for
-/// `--client-secret-stdin`.
+/// `--client-secret-stdin`; `login` is given for `tokenctl login` (whose client secret is
+/// optional: without one it is a public client).
 pub fn client_config(
     conn: &Connection,
     secret_from_stdin: Option<String>,
+    login: Option<Login<'_>>,
 ) -> Result<ClientConfig, Fail> {
     let provider = conn.provider;
     check_options(conn)?;
-    let credentials = credentials(conn, secret_from_stdin)?;
+    if login.is_some() {
+        check_login_options(conn)?;
+    }
+    let credentials = credentials(conn, secret_from_stdin, login.is_some())?;
     let mut builder = match provider.0 {
         Provider::Bookable => presets::bookable(credentials),
         Provider::BookableSandbox => presets::bookable_sandbox(credentials),
@@ -60,6 +74,12 @@ pub fn client_config(
             AuthArg::Basic => ClientAuth::BasicAuth,
             AuthArg::Post => ClientAuth::RequestBody,
         });
+    }
+    if let Some(login) = login {
+        builder = builder.authorization_endpoint(login.authorize_url.trim().to_owned());
+        if let Some(issuer) = login.issuer {
+            builder = builder.issuer(issuer.trim().to_owned());
+        }
     }
     builder
         .allow_insecure_http(conn.allow_insecure_http)
@@ -127,9 +147,25 @@ fn check_options(conn: &Connection) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The providers `login` supports: the ones with a user flow (the Authorization Code grant).
+fn check_login_options(conn: &Connection) -> Result<(), Fail> {
+    match conn.provider.0 {
+        Provider::Generic | Provider::BookingtimeApp => Ok(()),
+        _ => Err(Fail::usage(format!(
+            "login supports --provider generic and bookingtime, not {}",
+            conn.provider.name()
+        ))),
+    }
+}
+
 /// The credentials: `--client-id` and the secret from stdin where given, the provider's
-/// environment variables otherwise. A missing variable is named in the error.
-fn credentials(conn: &Connection, secret_from_stdin: Option<String>) -> Result<Credentials, Fail> {
+/// environment variables otherwise. A missing variable is named in the error. With
+/// `secret_optional` (login), a missing secret variable makes a public client.
+fn credentials(
+    conn: &Connection,
+    secret_from_stdin: Option<String>,
+    secret_optional: bool,
+) -> Result<Credentials, Fail> {
     let prefix = conn.provider.env_prefix();
     let id_var = format!("{prefix}_CLIENT_ID");
     let secret_var = format!("{prefix}_CLIENT_SECRET");
@@ -146,13 +182,16 @@ fn credentials(conn: &Connection, secret_from_stdin: Option<String>) -> Result<C
         }
         std::env::var_os(name)
     };
-    let result = if conn.provider.0 == Provider::BookingtimeModule {
-        match &conn.client_id {
-            Some(id) => Ok(Credentials::without_secret(id.clone())),
-            None => Credentials::id_from_env(prefix),
-        }
-    } else {
-        Credentials::from_lookup(prefix, lookup)
-    };
+    let has_secret =
+        secret_from_stdin.is_some() || std::env::var_os(&secret_var).is_some_and(|v| !v.is_empty());
+    let result =
+        if conn.provider.0 == Provider::BookingtimeModule || (secret_optional && !has_secret) {
+            match &conn.client_id {
+                Some(id) => Ok(Credentials::without_secret(id.clone())),
+                None => Credentials::id_from_env(prefix),
+            }
+        } else {
+            Credentials::from_lookup(prefix, lookup)
+        };
     result.map_err(|e| failure::config_error(&e, conn.provider))
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use token_core::{LifetimeSource, Scopes, Token};
+use token_core::{Bucket, LifetimeSource, Quota, QuotaBuckets, RateLimit, Scopes, Token};
 
 use crate::time;
 
@@ -28,6 +28,58 @@ pub struct TokenInfo<'a> {
     pub now: Instant,
     /// The wall-clock time of the report (taken with `now`).
     pub wall: SystemTime,
+    /// Where the token came from.
+    pub source: Source,
+}
+
+/// Where a reported token came from, judged by the client's token-request counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Loaded from the token cache (no token request): `where` names it.
+    Cache {
+        /// The cache directory or the Redis endpoint (without user-info).
+        place: String,
+    },
+    /// Fetched with `requests` token requests.
+    Fetched {
+        /// How many token requests were made.
+        requests: u64,
+        /// Why it is not cached, if it is not (no cache, a client without a secret, ...).
+        not_cached: Option<String>,
+    },
+}
+
+impl Source {
+    /// `cache` or `fetched`, for `--json`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Cache { .. } => "cache",
+            Source::Fetched { .. } => "fetched",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Cache { place } => format!("the cache ({place}; no token request)"),
+            Source::Fetched {
+                requests,
+                not_cached,
+            } => {
+                let mut text = format!(
+                    "fetched ({requests} token {})",
+                    if *requests == 1 {
+                        "request"
+                    } else {
+                        "requests"
+                    }
+                );
+                if let Some(why) = not_cached {
+                    text.push_str(&format!("; not cached: {why}"));
+                }
+                text
+            }
+        }
+    }
 }
 
 impl TokenInfo<'_> {
@@ -63,6 +115,10 @@ fn lifetime_source(source: LifetimeSource) -> (&'static str, &'static str) {
         LifetimeSource::Default => (
             "default",
             "the provider's documented default (the response had no expires_in and no JWT exp)",
+        ),
+        LifetimeSource::Store => (
+            "store",
+            "the token cache (what remained of it when it was stored)",
         ),
         _ => ("other", "an unknown source"),
     }
@@ -127,6 +183,12 @@ pub fn summary(info: &TokenInfo<'_>) -> String {
         "lifetime from",
         lifetime_source(info.token.lifetime_source()).1,
     );
+    line("source", &info.source.describe());
+    if let Some(quota) = info.token.quota() {
+        for (label, text) in quota_lines(quota, info.wall) {
+            line(label, &text);
+        }
+    }
     match jwt_claims(token) {
         Some(claims) => {
             let _ = writeln!(
@@ -168,11 +230,98 @@ pub fn json(info: &TokenInfo<'_>) -> Value {
         "lifetime_source".into(),
         json!(lifetime_source(info.token.lifetime_source()).0),
     );
+    object.insert("source".into(), json!(info.source.name()));
+    object.insert(
+        "quota".into(),
+        info.token.quota().map_or(Value::Null, quota_json),
+    );
     object.insert(
         "jwt_claims".into(),
         jwt_claims(info.token.access_token().secret()).map_or(Value::Null, Value::Object),
     );
     Value::Object(object)
+}
+
+/// The summary's quota lines: `(label, text)`.
+fn quota_lines(quota: &Quota, wall: SystemTime) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    let buckets = |b: &QuotaBuckets| {
+        b.buckets()
+            .map(|(name, bucket)| format!("{}: {}", name.replace('_', " "), bucket_text(bucket)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if let Some(client) = &quota.client {
+        lines.push(("client quota", buckets(client)));
+    }
+    if let Some(organization) = &quota.organization {
+        lines.push(("org quota", buckets(organization)));
+    }
+    if let Some(rate) = &quota.rate_limit {
+        lines.push(("rate limit", rate_limit_text(rate, wall)));
+    }
+    lines
+}
+
+fn bucket_text(bucket: &Bucket) -> String {
+    let mut text = match (bucket.remaining, bucket.quota) {
+        (Some(r), Some(q)) => format!("{r} of {q} left"),
+        (Some(r), None) => format!("{r} left"),
+        (None, Some(q)) => format!("quota {q}"),
+        (None, None) => "(no numbers)".to_owned(),
+    };
+    if let Some(t) = bucket.reset_secs {
+        text.push_str(&format!(
+            " (resets in {})",
+            time::human(Duration::from_secs(t))
+        ));
+    }
+    text
+}
+
+fn rate_limit_text(rate: &RateLimit, wall: SystemTime) -> String {
+    let mut text = match (rate.remaining, rate.limit) {
+        (Some(r), Some(l)) => format!("{r} of {l} left"),
+        (Some(r), None) => format!("{r} left"),
+        (None, Some(l)) => format!("limit {l}"),
+        (None, None) => "(no numbers)".to_owned(),
+    };
+    if let Some(at) = rate.reset_at {
+        let at_secs = i64::try_from(at).unwrap_or(i64::MAX);
+        let now = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        text.push_str(&format!(
+            " (resets at {}, in {})",
+            time::rfc3339_from_unix(at_secs),
+            time::human(Duration::from_secs(at.saturating_sub(now)))
+        ));
+    }
+    text
+}
+
+/// `--json`'s `quota`: `{"client": {"per_hour": {..} | null, "per_day": ..} | null,
+/// "organization": .. | null, "rate_limit": {"limit", "remaining", "reset_at"} | null}`.
+pub fn quota_json(quota: &Quota) -> Value {
+    let bucket = |b: &Option<Bucket>| {
+        b.as_ref().map_or(
+            Value::Null,
+            |b| json!({"quota": b.quota, "remaining": b.remaining, "reset_secs": b.reset_secs}),
+        )
+    };
+    let buckets = |b: &Option<QuotaBuckets>| {
+        b.as_ref().map_or(
+            Value::Null,
+            |b| json!({"per_hour": bucket(&b.per_hour), "per_day": bucket(&b.per_day)}),
+        )
+    };
+    json!({
+        "client": buckets(&quota.client),
+        "organization": buckets(&quota.organization),
+        "rate_limit": quota.rate_limit.as_ref().map_or(Value::Null, |r| {
+            json!({"limit": r.limit, "remaining": r.remaining, "reset_at": r.reset_at})
+        }),
+    })
 }
 
 fn is_time_claim(name: &str) -> bool {
@@ -199,6 +348,39 @@ pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_json_has_every_field_and_nulls_where_absent() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "auth0-client-quota-limit",
+            "b=per_hour;q=10;r=7;t=3540".parse().unwrap(),
+        );
+        headers.insert("x-ratelimit-limit", "30".parse().unwrap());
+        let quota = Quota::from_headers(&headers).unwrap();
+        assert_eq!(
+            quota_json(&quota),
+            json!({
+                "client": {
+                    "per_hour": {"quota": 10, "remaining": 7, "reset_secs": 3540},
+                    "per_day": null,
+                },
+                "organization": null,
+                "rate_limit": {"limit": 30, "remaining": null, "reset_at": null},
+            })
+        );
+        let lines = quota_lines(&quota, std::time::UNIX_EPOCH);
+        assert_eq!(
+            lines,
+            [
+                (
+                    "client quota",
+                    "per hour: 7 of 10 left (resets in 59m)".to_owned()
+                ),
+                ("rate limit", "limit 30".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn decodes_jwt_payloads_and_refuses_the_rest() {

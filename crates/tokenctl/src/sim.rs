@@ -4,7 +4,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use provider_sim::{
-    CLIENT_ID, CLIENT_SECRET, MODULE_CLIENT_ID, ORGANIZATIONS, Provider, Simulator,
+    CLIENT_ID, CLIENT_SECRET, MODULE_CLIENT_ID, ORGANIZATIONS, PUBLIC_CLIENT_ID, Provider,
+    Simulator,
 };
 
 use crate::failure::{Exit, Fail};
@@ -49,6 +50,8 @@ fn instructions(sim: &Simulator) -> String {
     }
     out.push_str(&format!(
         "bookingtime-module's client has no secret: pass --client-id {MODULE_CLIENT_ID}\n\
+         login's public client (no secret; the simulator signs in and approves a test user): \
+         --client-id {PUBLIC_CLIENT_ID}\n\
          bookingtime organizations: {}\n\n",
         ORGANIZATIONS.join(", ")
     ));
@@ -116,6 +119,12 @@ fn instructions(sim: &Simulator) -> String {
             "tokenctl get {} --provider generic --token-url {} --scope demo",
             api(Provider::Generic),
             url(Provider::Generic)
+        ),
+        format!(
+            "tokenctl login --no-browser --provider generic --authorize-url {} --token-url {} --issuer {} --client-id {PUBLIC_CLIENT_ID} --scope \"read write\"",
+            sim.authorize_url(Provider::Generic).unwrap_or_default(),
+            url(Provider::Generic),
+            sim.issuer(Provider::Generic)
         ),
         format!(
             "curl -H \"Authorization: Bearer $(tokenctl token --raw --provider octorate --token-url {})\" {}",

@@ -64,6 +64,16 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// Like [`human`], but a duration under a minute with a fraction keeps it: `0.3s`, `2.5s`.
+pub fn human_precise(d: Duration) -> String {
+    if d < Duration::from_secs(60) && d.subsec_nanos() != 0 {
+        let text = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        human(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +98,8 @@ mod tests {
         assert_eq!(human(Duration::from_secs(2_592_000)), "30d");
         assert_eq!(human(Duration::from_secs(90_061)), "1d 1h");
         assert_eq!(human(Duration::from_millis(500)), "0s");
+        assert_eq!(human_precise(Duration::from_millis(300)), "0.3s");
+        assert_eq!(human_precise(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(human_precise(Duration::from_secs(300)), "5m");
     }
 }

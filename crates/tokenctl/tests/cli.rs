@@ -3,7 +3,9 @@
 //! never shows up in any output.
 
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use provider_sim::{
@@ -21,15 +23,51 @@ struct Run {
     stderr: String,
 }
 
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tokenctl-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `XDG_CACHE_HOME` pointing here.
+    fn xdg(&self) -> (String, String) {
+        ("XDG_CACHE_HOME".to_owned(), self.0.display().to_string())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `tokenctl args` with exactly the credential variables in `env` (none inherited), and
 /// `stdin` piped in when given. Asserts, for every run, that the client secret never appears
-/// in the output.
+/// in the output. Unless `env` sets `XDG_CACHE_HOME`, each run gets an empty cache directory of
+/// its own (so runs share no tokens, as before the cache).
 fn tokenctl(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Run {
     let mut command = Command::new(BIN);
     for prefix in PREFIXES {
         command
             .env_remove(format!("{prefix}_CLIENT_ID"))
             .env_remove(format!("{prefix}_CLIENT_SECRET"));
+    }
+    let own_cache = TempDir::new();
+    if !env.iter().any(|(k, _)| k == "XDG_CACHE_HOME") {
+        command.env("XDG_CACHE_HOME", own_cache.path());
     }
     command
         .args(args)
@@ -603,6 +641,9 @@ fn sim_subcommand_serves_and_explains_itself() {
         &format!("{base}/octorate/oauth2/token"),
         &format!("{base}/bookyflow/api/properties"),
         "tokenctl get ",
+        &format!(
+            "tokenctl login --no-browser --provider generic --authorize-url {base}/generic/authorize "
+        ),
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
@@ -616,4 +657,648 @@ fn sim_subcommand_serves_and_explains_itself() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// `source` as the summary prints it.
+fn source_line(summary: &str) -> &str {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("source        "))
+        .unwrap_or_else(|| panic!("no source line in\n{summary}"))
+}
+
+#[test]
+fn the_disk_cache_makes_runs_in_a_row_share_one_token() {
+    let sim = Simulator::start().unwrap();
+    let cache = TempDir::new();
+    let mut env = sim_env();
+    env.push(cache.xdg());
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let mut args = vec!["token"];
+    args.extend(bookable.args());
+    for i in 0..5 {
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        let source = source_line(&run.stdout);
+        if i == 0 {
+            assert_eq!(source, "fetched (1 token request)");
+        } else {
+            let dir = cache.path().join("tokenctl");
+            assert_eq!(
+                source,
+                format!("the cache ({}; no token request)", dir.display())
+            );
+        }
+    }
+    assert_eq!(sim.token_requests(Provider::Bookable), 1);
+    // The files are in $XDG_CACHE_HOME/tokenctl.
+    let files = std::fs::read_dir(cache.path().join("tokenctl"))
+        .unwrap()
+        .count();
+    assert!(files > 0);
+
+    // --json says where the token came from; `get` uses the same cache.
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let run = tokenctl(&json_args, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["source"], "cache");
+    assert_eq!(json["lifetime_source"], "store");
+    let mut get = vec!["get", bookable.api_url.as_str(), "--repeat", "2"];
+    get.extend(bookable.args());
+    let run = tokenctl(&get, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "tokenctl: 2 API calls, 0 token requests\n");
+    assert_eq!(sim.token_requests(Provider::Bookable), 1);
+
+    // --no-cache: memory only, a request of its own.
+    let mut no_cache = json_args.clone();
+    no_cache.push("--no-cache");
+    let run = tokenctl(&no_cache, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["source"], "fetched");
+    assert_eq!(sim.token_requests(Provider::Bookable), 2);
+    // --no-cache and --store exclude each other.
+    let mut both = no_cache.clone();
+    both.extend(["--store", "redis://127.0.0.1:1"]);
+    let run = tokenctl(&both, &env, None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--store"), "{}", run.stderr);
+
+    // A client without a secret is not cached (no key to encrypt with), quietly.
+    let module = case(&cases, "bookingtime-module");
+    let mut args = vec!["token"];
+    args.extend(module.args());
+    for _ in 0..2 {
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        assert!(
+            source_line(&run.stdout).starts_with("fetched (2 token requests); not cached: "),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn an_unusable_cache_directory_is_one_warning_not_a_failure() {
+    let sim = Simulator::start().unwrap();
+    let dir = TempDir::new();
+    // XDG_CACHE_HOME is a file: $XDG_CACHE_HOME/tokenctl cannot be created.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    let mut env = sim_env();
+    env.push(("XDG_CACHE_HOME".to_owned(), file.display().to_string()));
+    let cases = cases(&sim);
+    let octorate = case(&cases, "octorate");
+    let mut args = vec!["token"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: warning: cache directory "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        source_line(&run.stdout),
+        "fetched (1 token request); not cached: the cache directory cannot be used"
+    );
+    let mut args = vec!["get", octorate.api_url.as_str()];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(sim.token_requests(Provider::Octorate), 2);
+}
+
+#[test]
+fn a_redis_store_shares_one_token_between_runs() {
+    let redis = token_testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let generic = case(&cases, "generic");
+    let mut args = vec!["token", "--json", "--store", url.as_str()];
+    args.extend(generic.args());
+    let mut sources = Vec::new();
+    for _ in 0..2 {
+        // Each run has a cache directory of its own: only Redis is shared.
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        sources.push(json["source"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sources, ["fetched", "cache"]);
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+    let mut args = vec!["token", "--store", url.as_str()];
+    args.extend(generic.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(
+        source_line(&run.stdout),
+        format!("the cache ({url}; no token request)")
+    );
+
+    // `get` too: three calls, no token request.
+    let mut get = vec!["get", generic.api_url.as_str(), "--repeat", "3"];
+    get.extend(["--store", url.as_str()]);
+    get.extend(generic.args());
+    let run = tokenctl(&get, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "tokenctl: 3 API calls, 0 token requests\n");
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+
+    // Not a Redis URL: a usage error, the password never shown.
+    for bad in [
+        "http://user:hunter2@127.0.0.1:6379",
+        "hunter2",
+        "redis://u:hunter2@[::1",
+    ] {
+        let mut args = vec!["token", "--store", bad];
+        args.extend(generic.args());
+        let run = tokenctl(&args, &env, None);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with("tokenctl: --store: invalid Redis URL"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    }
+    assert_eq!(sim.token_requests(Provider::Generic), 1);
+}
+
+#[test]
+fn an_unreachable_redis_is_one_warning_not_a_failure() {
+    let mut redis = token_testkit::redis::RedisServer::start();
+    let url = redis.url().replace("redis://", "redis://:hunter2@");
+    redis.shutdown_nosave();
+    let sim = Simulator::start().unwrap();
+    let cases = cases(&sim);
+    let generic = case(&cases, "generic");
+    let mut args = vec!["token", "--store", url.as_str()];
+    args.extend(generic.args());
+    let run = tokenctl(&args, &sim_env(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: warning: Redis at redis://127.0.0.1:")
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(source_line(&run.stdout).starts_with("fetched (1 token request); not cached: "));
+}
+
+#[test]
+fn get_repeat_with_an_interval_uses_one_client() {
+    let sim = Simulator::start().unwrap();
+    let env = sim_env();
+    let cases = cases(&sim);
+    let octorate = case(&cases, "octorate");
+    let mut args = vec![
+        "get",
+        octorate.api_url.as_str(),
+        "--repeat",
+        "3",
+        "--interval-ms",
+        "1",
+    ];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+    assert_eq!(run.stderr, "tokenctl: 3 API calls, 1 token request\n");
+    assert_eq!(sim.api_calls(Provider::Octorate), 3);
+    assert_eq!(sim.token_requests(Provider::Octorate), 1);
+    // --interval-ms needs --repeat.
+    let mut args = vec!["get", octorate.api_url.as_str(), "--interval-ms", "5"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--repeat"), "{}", run.stderr);
+}
+
+#[test]
+fn quota_headers_show_in_the_summary_and_json() {
+    let sim = Simulator::start().unwrap();
+    sim.set_client_quota(Provider::Bookable, provider_sim::Quota::new(10, 100));
+    let env = sim_env();
+    let cases = cases(&sim);
+    let bookable = case(&cases, "bookable");
+    let mut args = vec!["token", "--json"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    let quota = &json["quota"];
+    let reset = |v: &Value| {
+        let secs = v.as_u64().unwrap_or_else(|| panic!("a number: {v}"));
+        assert!(secs > 0, "{v}");
+        secs
+    };
+    let hour = reset(&quota["client"]["per_hour"]["reset_secs"]);
+    let day = reset(&quota["client"]["per_day"]["reset_secs"]);
+    assert!(hour <= 3600 && day <= 86_400, "{quota}");
+    let reset_at = reset(&quota["rate_limit"]["reset_at"]);
+    assert_eq!(
+        quota,
+        &serde_json::json!({
+            "client": {
+                "per_hour": {"quota": 10, "remaining": 9, "reset_secs": hour},
+                "per_day": {"quota": 100, "remaining": 99, "reset_secs": day},
+            },
+            "organization": null,
+            "rate_limit": {"limit": 10, "remaining": 9, "reset_at": reset_at},
+        })
+    );
+    // The summary, with an organization quota too.
+    sim.set_organization_quota(Provider::Bookable, Some(provider_sim::Quota::new(50, 500)));
+    let mut args = vec!["token"];
+    args.extend(bookable.args());
+    let run = tokenctl(&args, &env, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = |label: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("client quota  ").starts_with("per hour: 8 of 10 left (resets in "),
+        "{}",
+        run.stdout
+    );
+    assert!(line("client quota  ").contains("; per day: 98 of 100 left"));
+    assert!(line("org quota     ").starts_with("per hour: 49 of 50 left"));
+    assert!(line("rate limit    ").starts_with("8 of 10 left (resets at "));
+
+    // No quota headers (Octorate): `"quota": null` and no quota lines.
+    let octorate = case(&cases, "octorate");
+    let mut args = vec!["token", "--json"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["quota"], Value::Null);
+    let mut args = vec!["token"];
+    args.extend(octorate.args());
+    let run = tokenctl(&args, &env, None);
+    assert!(!run.stdout.contains("quota"), "{}", run.stdout);
+}
+
+/// A `tokenctl login --no-browser` in progress: the authorization URL it printed, and the
+/// process.
+struct LoginRun {
+    child: std::process::Child,
+    url: String,
+    /// The stderr lines before the URL.
+    before: Vec<String>,
+    /// The rest of stderr, read on a thread.
+    rest: std::thread::JoinHandle<String>,
+    _cache: TempDir,
+}
+
+impl LoginRun {
+    /// Starts `tokenctl login --no-browser args` with exactly `env` and waits for the one
+    /// stderr line that starts with `http`.
+    fn start(args: &[&str], env: &[(String, String)]) -> LoginRun {
+        let cache = TempDir::new();
+        let mut command = Command::new(BIN);
+        for prefix in PREFIXES {
+            command
+                .env_remove(format!("{prefix}_CLIENT_ID"))
+                .env_remove(format!("{prefix}_CLIENT_SECRET"));
+        }
+        let mut child = command
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["login", "--no-browser"])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut before = Vec::new();
+        let url = loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).unwrap();
+            assert!(n > 0, "no URL line on stderr; before it: {before:?}");
+            let line = line.trim_end_matches('\n').to_owned();
+            if line.starts_with("http") {
+                break line;
+            }
+            before.push(line);
+        };
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+            rest
+        });
+        LoginRun {
+            child,
+            url,
+            before,
+            rest,
+            _cache: cache,
+        }
+    }
+
+    /// The redirect URI the authorization URL names.
+    fn redirect_uri(&self) -> String {
+        let query = self.url.split_once('?').unwrap().1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .expect("a redirect_uri")
+    }
+
+    /// Waits for the process: its exit code, stdout and the rest of stderr.
+    fn finish(mut self) -> Run {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let stderr = self.rest.join().unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stdout.contains(CLIENT_SECRET) && !stderr.contains(CLIENT_SECRET));
+        Run {
+            code: status.code().expect("exited, not killed"),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A browser that does not follow redirects (so each hop is seen).
+fn browser() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn get_page(agent: &ureq::Agent, url: &str) -> (u16, Option<String>, String) {
+    let mut response = agent.get(url).call().unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), location, body)
+}
+
+fn generic_login_args(sim: &Simulator) -> Vec<String> {
+    [
+        "--provider",
+        "generic",
+        "--authorize-url",
+        &sim.authorize_url(Provider::Generic).unwrap(),
+        "--token-url",
+        &sim.token_url(Provider::Generic),
+        "--issuer",
+        &sim.issuer(Provider::Generic),
+        "--client-id",
+        provider_sim::PUBLIC_CLIENT_ID,
+        "--scope",
+        "read write",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[test]
+fn login_signs_a_public_client_in_through_the_loopback_listener() {
+    let sim = Simulator::start().unwrap();
+    let args = generic_login_args(&sim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // No secret anywhere: a public client.
+    let login = LoginRun::start(&args, &[]);
+    assert!(
+        login.before.iter().all(|l| l.starts_with("tokenctl: ")),
+        "{:?}",
+        login.before
+    );
+    assert!(
+        login
+            .url
+            .starts_with(&sim.authorize_url(Provider::Generic).unwrap())
+    );
+    assert!(!login.url.contains(char::is_whitespace));
+    let redirect_uri = login.redirect_uri();
+    let port = redirect_uri
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/callback"))
+        .unwrap_or_else(|| panic!("redirect_uri {redirect_uri}"));
+    assert!(port.parse::<u16>().unwrap() > 0);
+    let query = login.url.split_once('?').unwrap().1;
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param("scope").as_deref(), Some("read write"));
+    assert_eq!(
+        param("client_id").as_deref(),
+        Some(provider_sim::PUBLIC_CLIENT_ID)
+    );
+
+    let agent = browser();
+    // Another path: 404, and the wait goes on.
+    let (status, _, _) = get_page(&agent, &format!("http://127.0.0.1:{port}/favicon.ico"));
+    assert_eq!(status, 404);
+    // The authorization endpoint approves and redirects to the listener.
+    let (status, location, _) = get_page(&agent, &login.url);
+    assert_eq!(status, 302);
+    let location = location.expect("a Location");
+    assert!(
+        location.starts_with(&format!("{redirect_uri}?")),
+        "{location}"
+    );
+    let (status, _, page) = get_page(&agent, &location);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in"), "{page}");
+
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    for expected in [
+        "provider      generic\n",
+        "scopes        read write\n",
+        "source        fetched (1 token request); not cached: ",
+        "  sub: \"sim-user\"\n",
+        "  client_id: \"sim-public\"\n",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "no {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(sim.code_exchanges(Provider::Generic), 1);
+    // The process is gone, and with it the listener.
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
+}
+
+#[test]
+fn login_json_for_a_confidential_client_and_bookingtime() {
+    let sim = Simulator::start().unwrap();
+    let mut args = generic_login_args(&sim);
+    // The confidential client, its secret from the environment.
+    let id = args
+        .iter()
+        .position(|a| a == provider_sim::PUBLIC_CLIENT_ID)
+        .unwrap();
+    args[id] = CLIENT_ID.to_owned();
+    args.push("--json".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &sim_env());
+    let agent = browser();
+    let (_, location, _) = get_page(&agent, &login.url);
+    let (status, _, _) = get_page(&agent, &location.unwrap());
+    assert_eq!(status, 200);
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["provider"], "generic");
+    assert_eq!(json["source"], "fetched");
+    assert_eq!(json["jwt_claims"]["sub"], provider_sim::TEST_USER);
+    assert_eq!(json["jwt_claims"]["client_id"], CLIENT_ID);
+
+    // bookingtime: the code gives the user's refresh token, then an organization's token.
+    let org = ORGANIZATIONS[1];
+    let authorize = sim.authorize_url(Provider::Bookingtime).unwrap();
+    let token_url = sim.token_url(Provider::Bookingtime);
+    let issuer = sim.issuer(Provider::Bookingtime);
+    let login = LoginRun::start(
+        &[
+            "--provider",
+            "bookingtime",
+            "--org",
+            org,
+            "--authorize-url",
+            &authorize,
+            "--token-url",
+            &token_url,
+            "--issuer",
+            &issuer,
+            "--client-id",
+            provider_sim::PUBLIC_CLIENT_ID,
+        ],
+        &[],
+    );
+    let (_, location, _) = get_page(&agent, &login.url);
+    let (status, _, page) = get_page(&agent, &location.unwrap());
+    assert_eq!(status, 200, "{page}");
+    let run = login.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("organization  {org}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("source        fetched (2 token requests)"),
+        "{}",
+        run.stdout
+    );
+
+    // bookingtime's authorization endpoint is never guessed; other providers have none.
+    let run = tokenctl(
+        &[
+            "login",
+            "--provider",
+            "bookingtime",
+            "--org",
+            org,
+            "--no-browser",
+        ],
+        &sim_env(),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--authorize-url"), "{}", run.stderr);
+    let run = tokenctl(
+        &[
+            "login",
+            "--provider",
+            "octorate",
+            "--authorize-url",
+            "https://auth.example.com/authorize",
+            "--no-browser",
+        ],
+        &sim_env(),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("generic and bookingtime"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn login_refuses_a_redirect_with_the_wrong_state() {
+    let sim = Simulator::start().unwrap();
+    let args = generic_login_args(&sim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &[]);
+    let forged = format!("{}?code=stolen-code&state=forged", login.redirect_uri());
+    let (status, _, page) = get_page(&browser(), &forged);
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Sign-in failed"), "{page}");
+    let run = login.finish();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: the sign-in was refused: ")
+            && run.stderr.contains("state"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sim.code_exchanges(Provider::Generic), 0);
+    assert_eq!(sim.total_token_requests(), 0);
+}
+
+#[test]
+fn login_gives_up_after_the_timeout() {
+    let sim = Simulator::start().unwrap();
+    let mut args = generic_login_args(&sim);
+    args.extend(["--timeout".to_owned(), "0.3".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = LoginRun::start(&args, &[]);
+    let port_url = login.redirect_uri();
+    let run = login.finish();
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .starts_with("tokenctl: timed out: no redirect to ")
+            && run.stderr.contains("within 0.3s"),
+        "{}",
+        run.stderr
+    );
+    let addr = port_url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/callback"))
+        .unwrap()
+        .to_owned();
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    assert_eq!(sim.total_token_requests(), 0);
 }
