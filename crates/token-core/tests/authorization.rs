@@ -69,6 +69,41 @@ fn the_authorization_url_carries_everything_and_s256() {
 }
 
 #[test]
+fn extra_authorization_parameters_are_added_and_cannot_override_the_flow() {
+    let mut h = h();
+    let builder = || {
+        presets::generic(
+            "https://idp.example/token",
+            Credentials::without_secret("native-app"),
+        )
+        .authorization_endpoint("https://idp.example/authorize")
+    };
+    let config = builder()
+        .authorization_param("prompt", "consent")
+        .authorization_param("resource", "urn:example:api")
+        .build()
+        .unwrap();
+    let plain = builder().build().unwrap();
+    assert_ne!(config.fingerprint(), plain.fingerprint());
+    let client = h.mgr.register(config);
+    let start = h
+        .mgr
+        .start_authorization(h.now, client, "alice", REDIRECT, &RANDOM)
+        .unwrap();
+    let q = query(&start.url);
+    assert_eq!(param(&q, "prompt"), "consent");
+    assert_eq!(param(&q, "resource"), "urn:example:api");
+    assert_eq!(param(&q, "response_type"), "code");
+    for reserved in ["state", "code_challenge_method", "redirect_uri", ""] {
+        let refused = builder().authorization_param(reserved, "x").build();
+        assert!(
+            matches!(refused, Err(token_core::ConfigError::Invalid { .. })),
+            "{reserved:?}: {refused:?}"
+        );
+    }
+}
+
+#[test]
 fn start_refuses_what_cannot_work() {
     let mut h = h();
     let no_endpoint = h.generic_client("plain");
@@ -314,4 +349,42 @@ fn a_rejected_or_expired_user_grant_asks_for_the_user_and_sends_nothing_more() {
     assert!(matches!(h.request(&key), Lookup::Pending));
     h.serve(&mut server);
     assert!(text(&h.request(&key)).is_some());
+}
+
+/// RFC 6749 §5.1: the refresh token is optional. A code exchange that returns an access token
+/// alone (oidc-provider's default without `prompt=consent`) gives the user that token; once it
+/// is spent, only the user can renew it.
+#[test]
+fn a_code_exchange_without_a_refresh_token_still_gives_the_access_token() {
+    let mut h = h();
+    let client = public_client(&mut h);
+    let redirect = redirect_for(&mut h, client, "c");
+    let grant = h.mgr.complete_authorization(h.now, &redirect).unwrap();
+    let key = TokenKey::for_user(grant.client(), "alice");
+    assert!(matches!(h.request(&key), Lookup::Pending));
+    let exchange = h.take_pending();
+    assert_eq!(exchange.len(), 1);
+    let body = br#"{"access_token":"only-access","token_type":"Bearer","expires_in":600}"#;
+    h.respond(
+        exchange[0].id,
+        http::Response::builder()
+            .status(200)
+            .body(body.to_vec())
+            .unwrap(),
+    );
+    assert_eq!(text(&h.request(&key)).as_deref(), Some("only-access"));
+    // Spent: the user must authorize again, and nothing is sent meanwhile or after.
+    h.advance(Duration::from_secs(601));
+    h.mgr.handle_timeout(h.now);
+    h.drain();
+    for _ in 0..5 {
+        match h.request(&key) {
+            Lookup::Failed { error, .. } => assert_eq!(error, Error::AuthorizationRequired),
+            other => panic!("{other:?}"),
+        }
+        assert!(h.take_pending().is_empty(), "no request without the user");
+        h.advance(Duration::from_secs(3600));
+        h.mgr.handle_timeout(h.now);
+        h.drain();
+    }
 }

@@ -1647,10 +1647,26 @@ impl TokenManager {
     ) -> Result<(), Error> {
         let (status, response) = parsed?;
         let malformed = |reason| Error::Malformed { status, reason };
-        let token = response
-            .refresh_token()
-            .ok_or_else(|| malformed(Malformed::MissingField("refresh_token")))?
-            .clone();
+        let exchanged = !self.grants[g].renewable;
+        // A code exchange that returned an access token (RFC 6749 servers do; bookingtime
+        // returns the refresh token alone): it is the user's own key's token.
+        let own_access =
+            response.access_token().is_some() && config.flow == Flow::ClientCredentials;
+        let Some(token) = response.refresh_token().cloned() else {
+            // RFC 6749 §5.1: the refresh token is optional. Without one the user still gets
+            // the exchange's access token; once it is spent, only the user can renew it.
+            if exchanged && own_access {
+                let lease = self.grants[g].fetch.lease();
+                if let Some(generation) = lease {
+                    self.store_op(Owner::Grant(g), StoreOp::Release { generation });
+                }
+                self.grants[g].fetch.succeeded();
+                self.accept_own_access(now, wall, config, g, flight, status, &response)?;
+                self.resume_waiting(now, g);
+                return Ok(());
+            }
+            return Err(malformed(Malformed::MissingField("refresh_token")));
+        };
         // `expires_in` is the refresh token's own lifetime only when no access token came
         // with it (bookingtime's first leg).
         let lifetime = if response.access_token().is_none() {
@@ -1662,7 +1678,6 @@ impl TokenManager {
             return Err(malformed(Malformed::AlreadyExpired));
         }
         let lease = self.grants[g].fetch.lease();
-        let exchanged = !self.grants[g].renewable;
         self.cache_refresh(g, token, flight.sent_at, lifetime, lease);
         self.grants[g].fetch.succeeded();
         if lease.is_some() || exchanged {
@@ -1670,20 +1685,34 @@ impl TokenManager {
             let record = self.refresh_record(now, g);
             self.publish(now, Owner::Grant(g), lease, record);
         }
-        // A code exchange that also returned an access token (RFC 6749 servers do; bookingtime
-        // returns the refresh token alone): it is the user's own key's token.
-        if response.access_token().is_some() && config.flow == Flow::ClientCredentials {
-            let key = TokenKey {
-                client: self.grants[g].key.client,
-                subject: self.grants[g].key.subject.clone(),
-                organization: None,
-            };
-            let i = self.entry_index(now, &key);
-            let token = self.access_token(now, wall, config, flight.sent_at, status, &response)?;
-            self.cache_access(now, i, token, None);
-            self.rearm(now, Owner::Entry(i));
+        if own_access {
+            self.accept_own_access(now, wall, config, g, flight, status, &response)?;
         }
         self.resume_waiting(now, g);
+        Ok(())
+    }
+
+    /// Caches the access token a grant's response carried as the grant's own key's token.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_own_access(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        config: &ClientConfig,
+        g: usize,
+        flight: &Flight,
+        status: http::StatusCode,
+        response: &TokenResponse,
+    ) -> Result<(), Error> {
+        let key = TokenKey {
+            client: self.grants[g].key.client,
+            subject: self.grants[g].key.subject.clone(),
+            organization: None,
+        };
+        let i = self.entry_index(now, &key);
+        let token = self.access_token(now, wall, config, flight.sent_at, status, response)?;
+        self.cache_access(now, i, token, None);
+        self.rearm(now, Owner::Entry(i));
         Ok(())
     }
 

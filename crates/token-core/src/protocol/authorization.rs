@@ -209,8 +209,9 @@ pub fn check_redirect_uri(uri: &str) -> Result<Uri, AuthorizationError> {
 }
 
 /// The authorization URL for `config`'s authorization endpoint: `response_type=code`,
-/// `client_id`, the exact `redirect_uri`, `scope` (if any), `state`, and the S256
-/// `code_challenge`, after any query the endpoint URL already has.
+/// `client_id`, the exact `redirect_uri`, `scope` (if any), `state`, the S256
+/// `code_challenge`, then the configured extra parameters, after any query the endpoint URL
+/// already has.
 pub fn authorization_url(
     config: &ClientConfig,
     redirect_uri: &str,
@@ -231,6 +232,9 @@ pub fn authorization_url(
     query.append_pair("state", state.secret());
     query.append_pair("code_challenge", &verifier.challenge());
     query.append_pair("code_challenge_method", "S256");
+    for (name, value) in config.authorization_params() {
+        query.append_pair(name, value);
+    }
     let endpoint = endpoint.to_string();
     let separator = if endpoint.contains('?') { '&' } else { '?' };
     Ok(format!("{endpoint}{separator}{}", query.finish()))

@@ -279,6 +279,7 @@ pub struct ClientConfig {
     pub(crate) allow_insecure_http: bool,
     pub(crate) type_alias: bool,
     pub(crate) authorization_endpoint: Option<Uri>,
+    pub(crate) authorization_params: Vec<(String, String)>,
     pub(crate) issuer: Option<String>,
 }
 
@@ -305,6 +306,14 @@ impl fmt::Debug for ClientConfig {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("type_alias", &self.type_alias)
             .field("authorization_endpoint", &self.authorization_endpoint)
+            .field(
+                "authorization_params",
+                &self
+                    .authorization_params
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .field("issuer", &self.issuer)
             .finish()
     }
@@ -334,6 +343,7 @@ impl ClientConfig {
             scopes_required: false,
             type_alias: false,
             authorization_endpoint: None,
+            authorization_params: Vec::new(),
             issuer: None,
         }
     }
@@ -406,6 +416,11 @@ impl ClientConfig {
     /// The authorization endpoint, for the Authorization Code flow (users' grants).
     pub fn authorization_endpoint(&self) -> Option<&Uri> {
         self.authorization_endpoint.as_ref()
+    }
+
+    /// Extra parameters for the authorization URL (`prompt`, RFC 8707 `resource`, ...).
+    pub fn authorization_params(&self) -> &[(String, String)] {
+        &self.authorization_params
     }
 
     /// The issuer a redirect's RFC 9207 `iss` must name: the configured one, else the
@@ -506,6 +521,16 @@ impl ClientConfig {
             .collect();
         headers.sort();
         push(&mut out, &headers.join("&"));
+        // Only when there are some: fingerprints of configurations without them are unchanged.
+        if !self.authorization_params.is_empty() {
+            let mut params: Vec<String> = self
+                .authorization_params
+                .iter()
+                .map(|(k, v)| format!("authorize:{k}={v}"))
+                .collect();
+            params.sort();
+            push(&mut out, &params.join("&"));
+        }
         out
     }
 
@@ -544,6 +569,7 @@ pub struct ClientConfigBuilder {
     scopes_required: bool,
     type_alias: bool,
     authorization_endpoint: Option<String>,
+    authorization_params: Vec<(String, String)>,
     issuer: Option<String>,
 }
 
@@ -671,6 +697,19 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Adds a parameter to the authorization URL, such as `prompt=consent` (which some servers
+    /// require before they issue a refresh token) or an RFC 8707 `resource`. The parameters the
+    /// flow itself sets (`response_type`, `client_id`, `redirect_uri`, `scope`, `state`,
+    /// `code_challenge`, `code_challenge_method`) cannot be overridden: `build` refuses them.
+    pub fn authorization_param(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.authorization_params.push((name.into(), value.into()));
+        self
+    }
+
     /// The authorization server's issuer identifier, which a redirect's RFC 9207 `iss` must
     /// name (default: the authorization endpoint's origin).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
@@ -732,9 +771,42 @@ impl ClientConfigBuilder {
                 .as_deref()
                 .map(|url| validate_token_url(url, self.allow_insecure_http))
                 .transpose()?,
+            authorization_params: checked_authorization_params(self.authorization_params)?,
             issuer: self.issuer,
         })
     }
+}
+
+/// The parameters the Authorization Code flow sets itself, which extra ones may not override.
+const FLOW_PARAMETERS: [&str; 7] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+fn checked_authorization_params(
+    params: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    if params.iter().any(|(name, _)| name.is_empty()) {
+        return Err(ConfigError::Invalid {
+            name: "authorization_param",
+            reason: "a parameter name is empty",
+        });
+    }
+    if params
+        .iter()
+        .any(|(name, _)| FLOW_PARAMETERS.contains(&name.as_str()))
+    {
+        return Err(ConfigError::Invalid {
+            name: "authorization_param",
+            reason: "the flow sets response_type, client_id, redirect_uri, scope, state and the PKCE challenge itself",
+        });
+    }
+    Ok(params)
 }
 
 fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, ConfigError> {
