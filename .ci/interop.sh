@@ -113,8 +113,10 @@ echo "issuer $issuer, client $client_id"
 # (--print-only: nobody listens on the redirect URI; the example reads it from stdin), feeds the
 # redirect back, and checks it got an access token and that the refresh token works.
 run_example() {
-  local name=$1 redirect=$2 scope=$3 params=$4 dir="$tmp/$1"
-  step "$name: scope \"$scope\", $params, redirect URI $redirect"
+  local name=$1 redirect=$2 scope=$3 params=$4
+  runs=$((${runs:-0} + 1))
+  local dir="$tmp/$name-$runs"
+  step "$name: scope \"$scope\", parameters \"$params\", redirect URI $redirect"
   mkdir "$dir"
   mkfifo "$dir/stdin"
   AUTHORIZE_URL=$authorize_url TOKEN_URL=$token_url CLIENT_ID=$client_id REDIRECT_URI=$redirect \
@@ -136,9 +138,17 @@ $(tail_of "$tmp/server.err")"
   grep -qE '^ACCESS_TOKEN_OK [1-9][0-9]*$' "$dir/out" ||
     fail "$name printed no ACCESS_TOKEN_OK line; its output:
 $(tail_of "$dir/out")"
-  grep -qE '^REFRESH_TOKEN_OK [1-9][0-9]*$' "$dir/out" ||
-    fail "$name got no working refresh token (offline_access + prompt=consent were sent); its output:
+  if [[ $params == *prompt=consent* ]]; then
+    grep -qE '^REFRESH_TOKEN_OK [1-9][0-9]*$' "$dir/out" ||
+      fail "$name got no working refresh token (offline_access + prompt=consent were sent); its output:
 $(tail_of "$dir/out")"
+  else
+    # Without prompt=consent the server issues no refresh token (RFC 6749 §5.1 allows it): the
+    # access token still comes, and renewing needs the user again.
+    grep -qE '^REFRESH_TOKEN_NONE' "$dir/out" ||
+      fail "$name: expected no refresh token without prompt=consent; its output:
+$(tail_of "$dir/out")"
+  fi
   grep -E '^(ACCESS|REFRESH)_TOKEN_' "$dir/out" | sed -e 's/^/  /'
 }
 
@@ -146,7 +156,9 @@ $(tail_of "$dir/out")"
 # urn:interop:api) on a loopback port that was not registered (RFC 8252 §7.3).
 run_example auth_code_ureq "$redirect_uri" "openid offline_access" "prompt=consent"
 run_example auth_code_reqwest "http://127.0.0.1:49217/callback" "offline_access api:read" \
-  "prompt=consent&resource=$(node -p 'encodeURIComponent(process.argv[1])' "$api_resource")"
+  "prompt=consent resource=$api_resource"
+# The standard rules without prompt=consent: an access token and no refresh token.
+run_example auth_code_ureq "http://127.0.0.1:49218/callback" "openid offline_access" ""
 
 step "tokenctl login"
 tokenctl=${TOKENCTL:-}
@@ -154,38 +166,28 @@ if [[ -z $tokenctl ]]; then
   cargo build -q -p tokenctl || fail "cargo build -p tokenctl"
   tokenctl=$target_dir/debug/tokenctl
 fi
-if ! "$tokenctl" login --help >/dev/null 2>&1; then
-  echo "################################################################"
-  echo "SKIP: tokenctl login not built ($tokenctl login --help fails)"
-  echo "################################################################"
-else
-  # `tokenctl login` cannot send prompt=consent, so under the standard rules the server
-  # issues no refresh token, and the library refuses a code exchange without one
-  # (Malformed: MissingField("refresh_token")). This server issues one on every exchange.
-  start_server server-tokenctl OIDC_ALWAYS_ISSUE_REFRESH_TOKEN=1
-  authorize_url=$(field authorization_endpoint)
-  token_url=$(field token_endpoint)
-  client_id=$(field client_id)
-  dir=$tmp/tokenctl
-  mkdir "$dir"
-  timeout "$STEP_TIMEOUT" "$tokenctl" login --no-browser --provider generic \
-    --authorize-url "$authorize_url" --token-url "$token_url" --client-id "$client_id" --scope "openid offline_access" --json \
-    >"$dir/out" 2>"$dir/err" &
-  pid=$!
-  pids+=("$pid")
-  url=$(wait_for_line "$dir/err" '^http' "$pid" "tokenctl login (on stderr)")
-  # Default mode: browser.mjs GETs the redirect itself, so tokenctl's loopback listener gets it.
-  node "$OIDC/browser.mjs" --timeout 20 "$url" >"$dir/browser.out" 2>"$dir/browser.err" ||
-    fail "browser.mjs on tokenctl login's authorization URL:
+"$tokenctl" login --help >/dev/null 2>&1 || fail "$tokenctl login --help"
+dir=$tmp/tokenctl
+mkdir "$dir"
+# The standard server; prompt=consent so that it issues a refresh token too.
+timeout "$STEP_TIMEOUT" "$tokenctl" login --no-browser --provider generic \
+  --authorize-url "$authorize_url" --token-url "$token_url" --client-id "$client_id" \
+  --scope "openid offline_access" --authorize-param prompt=consent --json \
+  >"$dir/out" 2>"$dir/err" &
+pid=$!
+pids+=("$pid")
+url=$(wait_for_line "$dir/err" '^http' "$pid" "tokenctl login (on stderr)")
+# Default mode: browser.mjs GETs the redirect itself, so tokenctl's loopback listener gets it.
+node "$OIDC/browser.mjs" --timeout 20 "$url" >"$dir/browser.out" 2>"$dir/browser.err" ||
+  fail "browser.mjs on tokenctl login's authorization URL:
 $(tail_of "$dir/browser.err")
-  server.mjs stderr:
-$(tail_of "$tmp/server-tokenctl.err")"
-  expect_success "$pid" "tokenctl login" "$dir/err"
-  keys=$(node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    if (j === null || typeof j !== "object") throw new Error("not a JSON object");
-    process.stdout.write(Object.keys(j).join(" "));' <"$dir/out" 2>"$dir/json.err") ||
-    fail "tokenctl login --json printed no JSON object: $(tail_of "$dir/json.err")"
-  echo "  tokenctl login exited 0; JSON summary with: $keys"
-fi
+server.mjs stderr:
+$(tail_of "$tmp/server.err")"
+expect_success "$pid" "tokenctl login" "$dir/err"
+keys=$(node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  if (j === null || typeof j !== "object") throw new Error("not a JSON object");
+  process.stdout.write(Object.keys(j).join(" "));' <"$dir/out" 2>"$dir/json.err") ||
+  fail "tokenctl login --json printed no JSON object: $(tail_of "$dir/json.err")"
+echo "  tokenctl login exited 0; JSON summary with: $keys"
 
 step "interop: all passed"

@@ -6,8 +6,8 @@
 //! Against your authorization server, set `AUTHORIZE_URL`, `TOKEN_URL`, `CLIENT_ID` (a public
 //! client: no secret) and `REDIRECT_URI`, optionally `SCOPE` (space separated), `ISSUER` (the
 //! RFC 9207 `iss` to expect; default: the authorization endpoint's origin) and
-//! `AUTHORIZE_PARAMS` (more query pairs for the authorization URL, already encoded, e.g.
-//! `prompt=consent&resource=urn%3Aexample%3Aapi`). The example prints the authorization URL alone
+//! `AUTHORIZE_PARAMS` (more parameters for the authorization URL, space-separated `name=value`
+//! pairs, e.g. `prompt=consent resource=urn:example:api`). The example prints the authorization URL alone
 //! on one line, reads the URL the browser landed on from stdin, and prints
 //! `ACCESS_TOKEN_OK <length>` and `REFRESH_TOKEN_OK <length>` (or `REFRESH_TOKEN_NONE`): never a
 //! token.
@@ -31,6 +31,7 @@ struct Settings {
     scope: String,
     redirect_uri: String,
     issuer: Option<String>,
+    authorize_params: Vec<(String, String)>,
 }
 
 #[tokio::main]
@@ -53,17 +54,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if let Some(issuer) = &settings.issuer {
         config = config.issuer(issuer);
     }
+    for (name, value) in &settings.authorize_params {
+        config = config.authorization_param(name, value);
+    }
     let client = TokenClient::new()?;
     let app = client.register(config.build()?);
 
     // 1. The URL to send the user's browser to: state and the PKCE challenge are in it; the
     //    verifier stays in this process.
-    let mut url = app
+    let url = app
         .start_authorization("demo-user", &settings.redirect_uri)?
         .url;
-    if let Ok(extra) = env::var("AUTHORIZE_PARAMS") {
-        url = format!("{url}&{extra}");
-    }
 
     // 2. The user logs in; the browser lands on the redirect URI with a code.
     let redirect = match &sim {
@@ -121,6 +122,7 @@ fn simulated(sim: &Simulator) -> Settings {
         scope: "read".to_owned(),
         redirect_uri: "http://127.0.0.1:53682/callback".to_owned(),
         issuer: Some(sim.issuer(Provider::Generic)),
+        authorize_params: Vec::new(),
     }
 }
 
@@ -133,6 +135,14 @@ fn from_env() -> Result<Settings, ConfigError> {
         scope: env::var("SCOPE").unwrap_or_default(),
         redirect_uri: var("REDIRECT_URI")?,
         issuer: env::var("ISSUER").ok(),
+        authorize_params: env::var("AUTHORIZE_PARAMS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name.to_owned(), value.to_owned())
+            })
+            .collect(),
     })
 }
 

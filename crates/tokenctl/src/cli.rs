@@ -149,6 +149,11 @@ pub struct LoginArgs {
     /// endpoint's origin, scheme://host[:port]).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
+    /// An extra parameter for the authorization URL only, KEY=VALUE (repeatable): e.g.
+    /// `prompt=consent` (some servers issue a refresh token only after it) or an RFC 8707
+    /// `resource`. `--audience` and `--param` go to the authorization URL too.
+    #[arg(long = "authorize-param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub authorize_params: Vec<(String, String)>,
     /// Do not start a browser: print the authorization URL alone on one line of stderr.
     #[arg(long)]
     pub no_browser: bool,

@@ -51,6 +51,7 @@ pub fn run(args: LoginArgs) -> Result<(), Fail> {
     let login = Login {
         authorize_url: &args.authorize_url,
         issuer: args.issuer.as_deref(),
+        params: &args.authorize_params,
     };
     let session = session(&args.conn, None, Some(login))?;
     let listener = Listener::bind()?;
@@ -64,7 +65,7 @@ pub fn run(args: LoginArgs) -> Result<(), Fail> {
             ))),
             other => failure::token_error(&other, &session.endpoint),
         })?;
-    let url = with_extra_parameters(&started.url, &args);
+    let url = started.url;
     let waiting = format!(
         "waiting up to {} for the redirect to {redirect_uri}",
         crate::time::human_precise(wait)
@@ -139,26 +140,6 @@ fn complete(
     };
     user.token()
         .map_err(|e| failure::token_error(&e, &session.endpoint))
-}
-
-/// The authorization URL with `--audience` and `--param` appended (servers ignore parameters
-/// they do not know, RFC 6749 §3.1; Auth0 wants `audience` here, resource servers `resource`).
-fn with_extra_parameters(url: &str, args: &LoginArgs) -> String {
-    let mut extra = form_urlencoded::Serializer::new(String::new());
-    let mut any = false;
-    if let Some(audience) = &args.conn.audience {
-        extra.append_pair("audience", audience);
-        any = true;
-    }
-    for (key, value) in &args.conn.params {
-        extra.append_pair(key, value);
-        any = true;
-    }
-    if !any {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{}", extra.finish())
 }
 
 /// Starts the system's browser on `url` (`open` on macOS, `xdg-open` elsewhere); if that

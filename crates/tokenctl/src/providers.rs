@@ -15,6 +15,8 @@ pub struct Login<'a> {
     pub authorize_url: &'a str,
     /// The issuer the redirect's `iss` must name, if not the endpoint's origin.
     pub issuer: Option<&'a str>,
+    /// Extra parameters for the authorization URL.
+    pub params: &'a [(String, String)],
 }
 
 /// Builds the configuration for `conn`. `secret_from_stdin` is the secret read for
@@ -79,6 +81,14 @@ pub fn client_config(
         builder = builder.authorization_endpoint(login.authorize_url.trim().to_owned());
         if let Some(issuer) = login.issuer {
             builder = builder.issuer(issuer.trim().to_owned());
+        }
+        // Servers ignore parameters they do not know (RFC 6749 §3.1); Auth0 wants `audience`
+        // here, resource servers `resource`.
+        if let Some(audience) = &conn.audience {
+            builder = builder.authorization_param("audience", audience.clone());
+        }
+        for (key, value) in conn.params.iter().chain(login.params) {
+            builder = builder.authorization_param(key.clone(), value.clone());
         }
     }
     builder

@@ -1162,9 +1162,10 @@ fn login_json_for_a_confidential_client_and_bookingtime() {
         .position(|a| a == provider_sim::PUBLIC_CLIENT_ID)
         .unwrap();
     args[id] = CLIENT_ID.to_owned();
-    args.push("--json".to_owned());
+    args.extend(["--json", "--authorize-param", "prompt=consent"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let login = LoginRun::start(&args, &sim_env());
+    assert!(login.url.contains("&prompt=consent"), "{}", login.url);
     let agent = browser();
     let (_, location, _) = get_page(&agent, &login.url);
     let (status, _, _) = get_page(&agent, &location.unwrap());
