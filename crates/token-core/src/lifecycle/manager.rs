@@ -812,7 +812,18 @@ impl TokenManager {
                 }
             }
             StoreReply::Leased { generation, stale } => {
-                if let Some(stale) = stale.filter(usable)
+                let mut stale = stale.filter(usable);
+                // Due by the window this process asked with, but not by the lifetime the value
+                // records (a process that has not seen the key yet asks with its full window):
+                // use it, and give the lease back.
+                if let Some(value) = stale.take_if(|v| self.not_due_yet(now, owner, issued_at, v))
+                    && self.adopt(now, wall, owner, issued_at, value, true)
+                {
+                    self.store_op(owner, StoreOp::Release { generation });
+                    self.rearm(now, owner);
+                    return Ok(());
+                }
+                if let Some(stale) = stale
                     && !self.has_valid(now, owner)
                 {
                     self.adopt(now, wall, owner, issued_at, stale, false);
@@ -1035,6 +1046,35 @@ impl TokenManager {
         let entry = &self.entries[i];
         entry.token.as_ref().is_some_and(|t| t.is_fresh(now))
             && entry.renew_at.is_none_or(|r| now < r)
+    }
+
+    /// Whether a stored value, loaded by a request issued at `issued_at`, would not be due
+    /// for refresh yet once adopted, whatever jitter [`adopt`](Self::adopt) draws: the
+    /// earliest refresh point it could plan is still ahead.
+    fn not_due_yet(
+        &self,
+        now: Instant,
+        owner: Owner,
+        issued_at: Instant,
+        value: &StoredValue,
+    ) -> bool {
+        let Some(record) = value.record.decode() else {
+            return false;
+        };
+        // As `adopt` plans it.
+        let lifetime = record.lifetime().max(value.ttl);
+        let expires_at = later(issued_at, value.ttl);
+        let fetched_at = later(
+            earlier(expires_at, lifetime),
+            schedule::store_margin(lifetime),
+        );
+        let capped = lifetime.min(self.config.max_lifetime);
+        let window = self.window_for(self.config_of(owner)).min(capped / 2);
+        let earliest = later(
+            fetched_at,
+            capped.saturating_sub(window + self.config.refresh_jitter),
+        );
+        earliest > later(now, Duration::from_millis(1))
     }
 
     /// The lifetime of `owner`'s current (or last) credential, if it has one.
@@ -1834,10 +1874,15 @@ impl TokenManager {
         let lifetime = record.lifetime().max(value.ttl);
         // The instant the token would have been fetched to expire when the store says.
         let sent_at = earlier(expires_at, lifetime);
+        // Refresh when the fetcher would: the store's TTL is short of the token's real expiry
+        // by the publisher's safety margin, so a loader planning from the TTL alone would come
+        // due that much earlier, and the fleet would refresh before every lifetime is used.
+        // (The copy still expires at the store's TTL, and never refreshes after it.)
+        let fetched_at = later(sent_at, schedule::store_margin(lifetime));
         let config = Arc::clone(self.config_of(owner));
         let window = self.window_for(&config);
         let (_, refresh_at) =
-            schedule::plan(&self.config, &mut self.rng, sent_at, lifetime, window);
+            schedule::plan(&self.config, &mut self.rng, fetched_at, lifetime, window);
         // A value the store calls fresh is used for a moment at least, never refreshed at once.
         let refresh_at = refresh_at
             .max(later(now, Duration::from_millis(1)))

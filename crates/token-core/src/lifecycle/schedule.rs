@@ -82,10 +82,14 @@ pub(crate) fn backoff(
 /// clock against the token endpoint's. Kept small, because loaders refresh that much earlier
 /// than the fetcher would have.)
 pub(crate) fn store_ttl(remaining: Duration, lifetime: Duration) -> Duration {
-    let margin = (lifetime / 20)
+    remaining.saturating_sub(store_margin(lifetime))
+}
+
+/// The safety margin [`store_ttl`] takes off a token of `lifetime`.
+pub(crate) fn store_margin(lifetime: Duration) -> Duration {
+    (lifetime / 20)
         .clamp(Duration::from_secs(1), Duration::from_secs(30))
-        .min(lifetime / 4);
-    remaining.saturating_sub(margin)
+        .min(lifetime / 4)
 }
 
 /// `t + d`, saturating instead of panicking when the platform's `Instant` cannot represent it.
