@@ -221,3 +221,25 @@ fn two_managers_on_one_directory_make_one_request() {
     assert_eq!(text(&b.request(&kb)), text(&a.request(&ka)));
     assert_eq!(server.requests, 1);
 }
+
+/// Writes that fail (as on a full disk or a read-only mount: here the token file's name is
+/// taken by a directory, which fails the rename for root too) leave the token in memory.
+#[test]
+fn a_write_that_fails_leaves_the_token_in_memory() {
+    let dir = dir("unwritable");
+    let store = DiskStore::open(&dir).unwrap();
+    let mut server = FakeServer::new(3600);
+    fetch(&store, &mut server);
+    let file = token_files(&dir).pop().expect("a token file");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("occupied"), b"x").unwrap();
+    // A new process: nothing readable on disk, it fetches; saving fails; the token is served.
+    let (mut h, key) = harness();
+    let _ = h.request(&key);
+    h.serve_all_real(&mut server, &store);
+    assert!(text(&h.request(&key)).is_some(), "the token came anyway");
+    assert_eq!(server.requests, 2);
+    assert!(file.is_dir(), "nothing was written through it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
