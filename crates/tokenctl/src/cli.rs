@@ -146,7 +146,7 @@ pub struct LoginArgs {
     #[arg(long, value_name = "URL")]
     pub authorize_url: String,
     /// The issuer the redirect's RFC 9207 `iss` must name (default: the authorization
-    /// endpoint's origin, scheme://host[:port]).
+    /// endpoint's origin, `scheme://host[:port]`).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
     /// An extra parameter for the authorization URL only, KEY=VALUE (repeatable): e.g.
