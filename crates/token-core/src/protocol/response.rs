@@ -358,35 +358,70 @@ fn parse_fast(
     body: &[u8],
     options: ParseOptions,
 ) -> Option<Result<TokenResponse, Error>> {
-    let mut raw = RawResponse {
+    let mut raw = FastResponse {
         type_alias_enabled: options.type_alias,
-        fast: true,
-        ..RawResponse::default()
+        ..FastResponse::default()
     };
-    if !raw.parse(body) {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if de.deserialize_map(FastVisitor(&mut raw)).is_err() || de.end().is_err() {
         return None;
     }
-    let has_extra = raw.has_extra;
+    let extra = raw.has_extra.then(|| {
+        Box::new(Extra {
+            map: OnceLock::new(),
+            source: Some(ExtraSource {
+                body: Box::from(body),
+                type_alias: options.type_alias,
+            }),
+        })
+    });
+    let token = |t: Option<Cow<'_, str>>| t.map(Arc::from);
     Some(
-        raw.into_token_response()
-            .map(|mut response| {
-                if has_extra {
-                    response.extra = Some(Box::new(Extra {
-                        map: OnceLock::new(),
-                        source: Some(ExtraSource {
-                            body: Box::from(body),
-                            type_alias: options.type_alias,
-                        }),
-                    }));
-                }
-                response
-            })
-            .map_err(|reason| Error::Malformed { status, reason }),
+        token_response(
+            token(raw.access_token),
+            token(raw.refresh_token),
+            raw.token_type,
+            raw.type_alias,
+            raw.expires_in,
+            raw.scope,
+            extra,
+        )
+        .map_err(|reason| Error::Malformed { status, reason }),
     )
+}
+
+/// What [`parse_fast`] reads: the tokens already checked (non-empty, visible ASCII).
+#[derive(Default)]
+struct FastResponse<'de> {
+    type_alias_enabled: bool,
+    access_token: Option<Cow<'de, str>>,
+    refresh_token: Option<Cow<'de, str>>,
+    token_type: Field<'de>,
+    type_alias: Field<'de>,
+    expires_in: Option<Value>,
+    scope: Field<'de>,
+    has_extra: bool,
+}
+
+struct FastVisitor<'a, 'de>(&'a mut FastResponse<'de>);
+
+impl<'de> Visitor<'de> for FastVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        visit_map_fast(self.0, map)
+    }
 }
 
 /// The quota headers, looked for in one pass over the headers (most responses have none).
 fn quota(headers: &HeaderMap) -> Option<Quota> {
+    if headers.is_empty() {
+        return None;
+    }
     let any = headers.keys().any(|name| {
         let name = name.as_str();
         name.starts_with("auth0-") || name.starts_with("x-ratelimit-")
@@ -436,10 +471,6 @@ struct RawResponse<'de> {
     error_description: Option<Value>,
     error_uri: Option<Value>,
     extra: serde_json::Map<String, Value>,
-    /// Read in [`parse_fast`]'s way (then `extra` stays empty and `has_extra` says whether
-    /// there were unknown fields).
-    fast: bool,
-    has_extra: bool,
 }
 
 /// A known field's value. Absent and `null` are the same to the parser: both are `Null`.
@@ -449,8 +480,7 @@ enum Field<'de> {
     Null,
     /// A string, borrowed from the body unless it had escapes.
     Str(Cow<'de, str>),
-    /// A token string the fast path already found non-empty and visible ASCII.
-    Token(Cow<'de, str>),
+
     /// Any other JSON value.
     Other(Value),
 }
@@ -512,22 +542,50 @@ impl<'de> RawResponse<'de> {
     }
 
     fn into_token_response(self) -> Result<TokenResponse, Malformed> {
-        let access_token = token_field(self.access_token, "access_token")?.map(AccessToken::new);
-        let refresh_token =
-            token_field(self.refresh_token, "refresh_token")?.map(RefreshToken::new);
+        let access_token = token_field(self.access_token, "access_token")?;
+        let refresh_token = token_field(self.refresh_token, "refresh_token")?;
+        let extra = (!self.extra.is_empty()).then(|| {
+            Box::new(Extra {
+                map: OnceLock::from(self.extra),
+                source: None,
+            })
+        });
+        token_response(
+            access_token,
+            refresh_token,
+            self.token_type,
+            self.type_alias,
+            self.expires_in,
+            self.scope,
+            extra,
+        )
+    }
+}
+
+/// The checks after the tokens', in the same order for both parsers.
+fn token_response(
+    access_token: Option<Arc<str>>,
+    refresh_token: Option<Arc<str>>,
+    token_type: Field<'_>,
+    type_alias: Field<'_>,
+    expires_in: Option<Value>,
+    scope: Field<'_>,
+    extra: Option<Box<Extra>>,
+) -> Result<TokenResponse, Malformed> {
+    {
+        let access_token = access_token.map(AccessToken::new);
+        let refresh_token = refresh_token.map(RefreshToken::new);
         if access_token.is_none() && refresh_token.is_none() {
             return Err(Malformed::MissingField("access_token"));
         }
-        let token_type = match self.token_type {
-            Field::Null => self.type_alias,
+        let token_type = match token_type {
+            Field::Null => type_alias,
             named => named,
         };
         let token_type = match token_type {
             Field::Null => TokenType::Bearer,
-            Field::Str(t) | Field::Token(t) if t.eq_ignore_ascii_case("bearer") => {
-                TokenType::Bearer
-            }
-            Field::Str(t) | Field::Token(t) => {
+            Field::Str(t) if t.eq_ignore_ascii_case("bearer") => TokenType::Bearer,
+            Field::Str(t) => {
                 let seen: Vec<&str> = [
                     access_token.as_ref().map(AccessToken::secret),
                     refresh_token.as_ref().map(RefreshToken::secret),
@@ -544,13 +602,13 @@ impl<'de> RawResponse<'de> {
                 });
             }
         };
-        let expires_in = match non_null(self.expires_in) {
+        let expires_in = match non_null(expires_in) {
             None => None,
-            Some(v) => Some(expires_in(&v)?),
+            Some(v) => Some(self::expires_in(&v)?),
         };
-        let scope = match self.scope {
+        let scope = match scope {
             Field::Null => None,
-            Field::Str(s) | Field::Token(s) => Some(Scopes::parse(&s)),
+            Field::Str(s) => Some(Scopes::parse(&s)),
             Field::Other(Value::Array(items)) => Some(
                 items
                     .iter()
@@ -574,12 +632,7 @@ impl<'de> RawResponse<'de> {
             expires_in,
             refresh_token,
             scope,
-            extra: (!self.extra.is_empty()).then(|| {
-                Box::new(Extra {
-                    map: OnceLock::from(self.extra),
-                    source: None,
-                })
-            }),
+            extra,
             quota: None,
         })
     }
@@ -598,7 +651,6 @@ fn token_field(v: Field<'_>, field: &'static str) -> Result<Option<Arc<str>>, Ma
             reason: "is empty",
         }),
         Field::Str(s) if is_visible_ascii(s.as_bytes()) => Ok(Some(Arc::from(s))),
-        Field::Token(s) => Ok(Some(Arc::from(s))),
         Field::Str(_) => Err(Malformed::InvalidField {
             field,
             reason: "has characters an HTTP header cannot carry",
@@ -673,9 +725,6 @@ impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let raw = self.0;
-        if raw.fast {
-            return visit_map_fast(raw, map);
-        }
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "access_token" => raw.access_token = map.next_value()?,
@@ -707,7 +756,7 @@ impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
 
 /// [`parse_fast`]'s reading of the object. An error means "ask the exhaustive parser".
 fn visit_map_fast<'de, A: MapAccess<'de>>(
-    raw: &mut RawResponse<'de>,
+    raw: &mut FastResponse<'de>,
     mut map: A,
 ) -> Result<(), A::Error> {
     while let Some(RawKey(key)) = map.next_key::<RawKey<'de>>()? {
@@ -769,7 +818,7 @@ impl<'de> Deserialize<'de> for RawKey<'de> {
 
 /// A token read as raw bytes: `null`, or a string that is empty or visible ASCII (anything
 /// else is an error, for the exhaustive parser to judge).
-struct TokenBytes<'de>(Field<'de>);
+struct TokenBytes<'de>(Option<Cow<'de, str>>);
 
 impl<'de> Deserialize<'de> for TokenBytes<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -783,7 +832,7 @@ impl<'de> Deserialize<'de> for TokenBytes<'de> {
             }
 
             fn visit_none<E: de::Error>(self) -> Result<TokenBytes<'de>, E> {
-                Ok(TokenBytes(Field::Null))
+                Ok(TokenBytes(None))
             }
 
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<TokenBytes<'de>, D::Error> {
@@ -794,11 +843,11 @@ impl<'de> Deserialize<'de> for TokenBytes<'de> {
                 self,
                 v: &'de [u8],
             ) -> Result<TokenBytes<'de>, E> {
-                token_text(v).map(|t| TokenBytes(Field::Token(Cow::Borrowed(t))))
+                token_text(v).map(|t| TokenBytes(Some(Cow::Borrowed(t))))
             }
 
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<TokenBytes<'de>, E> {
-                token_text(v).map(|t| TokenBytes(Field::Token(Cow::Owned(t.to_owned()))))
+                token_text(v).map(|t| TokenBytes(Some(Cow::Owned(t.to_owned()))))
             }
         }
 
