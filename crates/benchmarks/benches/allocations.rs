@@ -76,6 +76,22 @@ fn main() {
         "transport-ureq ClientHandle::token (fresh)",
         per_call(n, || drop(black_box(handle.token()))),
     );
+    ours(
+        "transport-ureq ClientHandle::with_token (fresh)",
+        per_call(n, || {
+            drop(black_box(
+                handle.with_token(|t| black_box(t.access_token().secret().len())),
+            ))
+        }),
+    );
+    ours(
+        "transport-ureq TokenClient::with_token (fresh)",
+        per_call(n, || {
+            drop(black_box(ureq.with_token(handle.key(), |t| {
+                black_box(t.access_token().secret().len())
+            })))
+        }),
+    );
     // The token and its header on a reused request, after checking the API URL (no bearer
     // token to plain HTTP off loopback): allocation-free since lifecycle v2.
     let mut request = http::Request::get("https://api.example.com/venues")
@@ -100,6 +116,25 @@ fn main() {
             let before = counts();
             for _ in 0..n {
                 drop(black_box(rhandle.token().await));
+            }
+            let d = counts() - before;
+            (
+                d.allocs as f64 / n as f64,
+                d.thread_allocs as f64 / n as f64,
+            )
+        }),
+    );
+
+    ours(
+        "transport-reqwest ClientHandle::with_token().await (fresh)",
+        rt.block_on(async {
+            let f = |t: &token_core::Token| black_box(t.access_token().secret().len());
+            for _ in 0..16 {
+                drop(black_box(rhandle.with_token(f).await));
+            }
+            let before = counts();
+            for _ in 0..n {
+                drop(black_box(rhandle.with_token(f).await));
             }
             let d = counts() - before;
             (

@@ -112,6 +112,44 @@ fn main() {
     });
     group.finish();
 
+    // The floor of any hit that checks expiry: one reading of the clock.
+    let mut group = c.benchmark_group("cache_hit/floor");
+    let len = |t: &token_core::Token| black_box(t.access_token().secret().len());
+    group.bench_function("Instant::now", |b| b.iter(|| black_box(Instant::now())));
+    group.bench_function("driver-with_cached", |b| {
+        b.iter(|| black_box(driver.with_cached(key, len)))
+    });
+    group.bench_function("driver-cached", |b| {
+        b.iter(|| black_box(driver.cached(key)))
+    });
+    group.bench_function("ureq-with_token", |b| {
+        b.iter(|| black_box(ureq_handle.with_token(len)))
+    });
+    group.bench_function("ureq-token", |b| b.iter(|| black_box(ureq_handle.token())));
+    group.bench_function("reqwest-with_token", |b| {
+        b.iter_custom(|iters| {
+            rt1.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(reqwest_handle.with_token(len).await.ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("reqwest-token", |b| {
+        b.iter_custom(|iters| {
+            rt1.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(reqwest_handle.token().await.ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("cache_hit/2-threads");
     group.bench_function("hand-written", |b| {
         b.iter_custom(|iters| contended(2, iters, || drop(black_box(hand.get()))))

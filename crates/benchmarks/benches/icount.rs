@@ -45,6 +45,17 @@ fn operations() -> Vec<(String, String, &'static str)> {
     for imp in ["hand-written", "ureq", "reqwest"] {
         ops.push(("cache_hit".to_owned(), "in-window".to_owned(), imp));
     }
+    for imp in [
+        "instant-now",
+        "driver-with_cached",
+        "driver",
+        "ureq-with_token",
+        "ureq",
+        "reqwest-with_token",
+        "reqwest",
+    ] {
+        ops.push(("cache_hit".to_owned(), "floor".to_owned(), imp));
+    }
     ops
 }
 
@@ -90,7 +101,40 @@ fn run(group: &str, case: &str, imp: &str, iters: u64) {
             if case == "in-window" && imp != "hand-written" {
                 return in_window(&sim, config, imp, iters);
             }
+            let len = |t: &token_core::Token| black_box(t.access_token().secret().len());
             match imp {
+                "instant-now" => measured(iters, &mut || {
+                    black_box(Instant::now());
+                }),
+                "driver-with_cached" | "ureq-with_token" => {
+                    let client = clients::ureq_client(None);
+                    let handle = client.register(config);
+                    handle.token().expect("first fetch");
+                    if imp == "driver-with_cached" {
+                        let key = handle.slot();
+                        measured(iters, &mut || {
+                            black_box(client.driver().with_cached(key, len));
+                        });
+                    } else {
+                        measured(iters, &mut || drop(black_box(handle.with_token(len))));
+                    }
+                }
+                "reqwest-with_token" => {
+                    let rt = clients::current_thread();
+                    let client = clients::reqwest_client(None);
+                    let handle = client.register(config);
+                    rt.block_on(handle.token()).expect("first fetch");
+                    let waker = std::task::Waker::noop();
+                    let mut cx = std::task::Context::from_waker(waker);
+                    let _guard = rt.enter();
+                    measured(iters, &mut || {
+                        let mut fut = std::pin::pin!(handle.with_token(len));
+                        match fut.as_mut().poll(&mut cx) {
+                            std::task::Poll::Ready(r) => drop(black_box(r)),
+                            std::task::Poll::Pending => panic!("a cache hit never waits"),
+                        }
+                    });
+                }
                 "hand-written" => {
                     let hand = HandCache::new();
                     let token = clients::ureq_client(None)

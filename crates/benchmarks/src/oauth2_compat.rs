@@ -271,13 +271,13 @@ impl CachedOauth2 {
         let now = std::time::Instant::now();
         let generation = self.watch.generation();
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, refresh_at)) = &*slot {
-            if now < *refresh_at {
-                if self.watch.generation() != generation {
-                    self.watch.waited();
-                }
-                return token.clone();
+        if let Some((token, refresh_at)) = &*slot
+            && now < *refresh_at
+        {
+            if self.watch.generation() != generation {
+                self.watch.waited();
             }
+            return token.clone();
         }
         self.watch.waited();
         let sent = std::time::Instant::now();
@@ -324,13 +324,13 @@ impl AsyncCachedOauth2 {
         let now = std::time::Instant::now();
         let generation = self.watch.generation();
         let mut slot = self.slot.lock().await;
-        if let Some((token, refresh_at)) = &*slot {
-            if now < *refresh_at {
-                if self.watch.generation() != generation {
-                    self.watch.waited();
-                }
-                return token.clone();
+        if let Some((token, refresh_at)) = &*slot
+            && now < *refresh_at
+        {
+            if self.watch.generation() != generation {
+                self.watch.waited();
             }
+            return token.clone();
         }
         self.watch.waited();
         let sent = std::time::Instant::now();

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::RETRY_AFTER;
@@ -58,15 +58,61 @@ pub enum LifetimeSource {
 /// A successful token response.
 ///
 /// `Debug` prints which fields are present, never the tokens.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct TokenResponse {
     access_token: Option<AccessToken>,
     token_type: TokenType,
     expires_in: Option<Duration>,
     refresh_token: Option<RefreshToken>,
     scope: Option<Scopes>,
-    extra: serde_json::Map<String, Value>,
-    quota: Option<Quota>,
+    /// The unknown fields, if any (boxed, as the quota: a `TokenResponse` is moved around).
+    extra: Option<Box<Extra>>,
+    quota: Option<Box<Quota>>,
+}
+
+/// The unknown fields of a response: built by the exhaustive parser, or built on the first
+/// [`TokenResponse::extra`] from `source` when the fast path parsed the body (it validates them
+/// as `Value` would, but builds nothing).
+#[derive(Clone)]
+struct Extra {
+    map: OnceLock<serde_json::Map<String, Value>>,
+    source: Option<ExtraSource>,
+}
+
+/// A body whose unknown fields were validated but not built: a private copy of it (one
+/// allocation) and the dialect option that decides whether `type` is one of them.
+#[derive(Clone)]
+struct ExtraSource {
+    body: Box<[u8]>,
+    type_alias: bool,
+}
+
+impl ExtraSource {
+    /// The unknown fields, read by the exhaustive parser (the one that builds them).
+    fn build(&self) -> serde_json::Map<String, Value> {
+        let mut parsed = RawResponse {
+            type_alias_enabled: self.type_alias,
+            ..RawResponse::default()
+        };
+        let ok = parsed.parse(&self.body);
+        debug_assert!(
+            ok,
+            "the fast path accepted a body the exhaustive parser refuses"
+        );
+        parsed.extra
+    }
+}
+
+impl PartialEq for TokenResponse {
+    fn eq(&self, other: &Self) -> bool {
+        self.access_token == other.access_token
+            && self.token_type == other.token_type
+            && self.expires_in == other.expires_in
+            && self.refresh_token == other.refresh_token
+            && self.scope == other.scope
+            && self.quota == other.quota
+            && self.extra() == other.extra()
+    }
 }
 
 impl fmt::Debug for TokenResponse {
@@ -77,7 +123,7 @@ impl fmt::Debug for TokenResponse {
             .field("expires_in", &self.expires_in)
             .field("refresh_token", &self.refresh_token)
             .field("scope", &self.scope)
-            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .field("extra_fields", &self.extra().keys().collect::<Vec<_>>())
             .field("quota", &self.quota)
             .finish()
     }
@@ -111,13 +157,26 @@ impl TokenResponse {
 
     /// Auth0's quota and rate-limit headers of the response, if any.
     pub fn quota(&self) -> Option<&Quota> {
-        self.quota.as_ref()
+        self.quota.as_deref()
     }
 
     /// Fields this crate does not interpret, verbatim (they may hold secrets, e.g. an
     /// `id_token`: treat them with care).
+    ///
+    /// They are checked when the response is parsed (a body with an invalid one is refused),
+    /// but the map is built on the first call: most callers never read it.
     pub fn extra(&self) -> &serde_json::Map<String, Value> {
-        &self.extra
+        static NONE: OnceLock<serde_json::Map<String, Value>> = OnceLock::new();
+        match &self.extra {
+            None => NONE.get_or_init(serde_json::Map::new),
+            Some(extra) => extra.map.get_or_init(|| {
+                extra
+                    .source
+                    .as_ref()
+                    .map(ExtraSource::build)
+                    .unwrap_or_default()
+            }),
+        }
     }
 
     /// The token's lifetime and where it came from: `expires_in`; else, for a JWT access token,
@@ -186,6 +245,7 @@ pub fn parse_token_response_redacting(
             redact.extend_from_slice(sent);
             redact
         },
+        true,
     )
 }
 
@@ -207,7 +267,7 @@ pub(crate) fn parse_parts(
     options: ParseOptions,
     redact: &[&str],
 ) -> Result<TokenResponse, Error> {
-    parse_with(status, headers, body, options, &|| redact.to_vec())
+    parse_with(status, headers, body, options, &|| redact.to_vec(), true)
 }
 
 /// A UTF-8 byte-order mark, which some servers put before their JSON.
@@ -223,6 +283,7 @@ fn parse_with<'r>(
     body: &[u8],
     options: ParseOptions,
     redact: &dyn Fn() -> Vec<&'r str>,
+    fast: bool,
 ) -> Result<TokenResponse, Error> {
     if body.len() > options.max_body {
         return Err(Error::BodyTooLarge {
@@ -231,6 +292,15 @@ fn parse_with<'r>(
         });
     }
     let body = body.strip_prefix(BOM).unwrap_or(body);
+    if fast
+        && status.is_success()
+        && let Some(result) = parse_fast(status, body, options)
+    {
+        return result.map(|mut response| {
+            response.quota = quota(headers).map(Box::new);
+            response
+        });
+    }
     let retry_after = || {
         headers
             .get(RETRY_AFTER)
@@ -265,12 +335,93 @@ fn parse_with<'r>(
         return Err(raw.into_oauth_error(status, retry_after(), quota(headers), redact()));
     }
     let mut response = raw.into_token_response().map_err(malformed)?;
-    response.quota = quota(headers);
+    response.quota = quota(headers).map(Box::new);
     Ok(response)
+}
+
+/// The fast path for a success status: `None` when the body needs the exhaustive parser (it
+/// is not JSON, it carries an `error`, or anything in it is unusual), else exactly what that
+/// parser would return, without the quota.
+///
+/// It reads the same document with the same `serde_json` deserializer and applies the same
+/// checks, but reads the two tokens and the keys as raw bytes (`serde_json` then finds the end
+/// of the string with `memchr` and validates nothing), checking them itself: a token must be
+/// visible ASCII (so it is valid UTF-8 without control characters, which the exhaustive parser
+/// would have refused in the JSON), an unknown key valid UTF-8 without control characters.
+/// Anything else (a token that is not a string, or not visible ASCII; an unusual key) hands the
+/// body over to the exhaustive parser, which decides. Unknown fields and error texts are
+/// validated as `Value` would read them (same numbers, strings, nesting) without being built;
+/// the unknown fields are built from a copy of the body on the first
+/// [`TokenResponse::extra`].
+fn parse_fast(
+    status: StatusCode,
+    body: &[u8],
+    options: ParseOptions,
+) -> Option<Result<TokenResponse, Error>> {
+    let mut raw = FastResponse {
+        type_alias_enabled: options.type_alias,
+        ..FastResponse::default()
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if de.deserialize_map(FastVisitor(&mut raw)).is_err() || de.end().is_err() {
+        return None;
+    }
+    let extra = raw.has_extra.then(|| {
+        Box::new(Extra {
+            map: OnceLock::new(),
+            source: Some(ExtraSource {
+                body: Box::from(body),
+                type_alias: options.type_alias,
+            }),
+        })
+    });
+    let token = |t: Option<Cow<'_, str>>| t.map(Arc::from);
+    Some(
+        token_response(
+            token(raw.access_token),
+            token(raw.refresh_token),
+            raw.token_type,
+            raw.type_alias,
+            raw.expires_in,
+            raw.scope,
+            extra,
+        )
+        .map_err(|reason| Error::Malformed { status, reason }),
+    )
+}
+
+/// What [`parse_fast`] reads: the tokens already checked (non-empty, visible ASCII).
+#[derive(Default)]
+struct FastResponse<'de> {
+    type_alias_enabled: bool,
+    access_token: Option<Cow<'de, str>>,
+    refresh_token: Option<Cow<'de, str>>,
+    token_type: Field<'de>,
+    type_alias: Field<'de>,
+    expires_in: Option<Value>,
+    scope: Field<'de>,
+    has_extra: bool,
+}
+
+struct FastVisitor<'a, 'de>(&'a mut FastResponse<'de>);
+
+impl<'de> Visitor<'de> for FastVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        visit_map_fast(self.0, map)
+    }
 }
 
 /// The quota headers, looked for in one pass over the headers (most responses have none).
 fn quota(headers: &HeaderMap) -> Option<Quota> {
+    if headers.is_empty() {
+        return None;
+    }
     let any = headers.keys().any(|name| {
         let name = name.as_str();
         name.starts_with("auth0-") || name.starts_with("x-ratelimit-")
@@ -329,6 +480,7 @@ enum Field<'de> {
     Null,
     /// A string, borrowed from the body unless it had escapes.
     Str(Cow<'de, str>),
+
     /// Any other JSON value.
     Other(Value),
 }
@@ -390,14 +542,44 @@ impl<'de> RawResponse<'de> {
     }
 
     fn into_token_response(self) -> Result<TokenResponse, Malformed> {
-        let access_token = token_field(self.access_token, "access_token")?.map(AccessToken::new);
-        let refresh_token =
-            token_field(self.refresh_token, "refresh_token")?.map(RefreshToken::new);
+        let access_token = token_field(self.access_token, "access_token")?;
+        let refresh_token = token_field(self.refresh_token, "refresh_token")?;
+        let extra = (!self.extra.is_empty()).then(|| {
+            Box::new(Extra {
+                map: OnceLock::from(self.extra),
+                source: None,
+            })
+        });
+        token_response(
+            access_token,
+            refresh_token,
+            self.token_type,
+            self.type_alias,
+            self.expires_in,
+            self.scope,
+            extra,
+        )
+    }
+}
+
+/// The checks after the tokens', in the same order for both parsers.
+fn token_response(
+    access_token: Option<Arc<str>>,
+    refresh_token: Option<Arc<str>>,
+    token_type: Field<'_>,
+    type_alias: Field<'_>,
+    expires_in: Option<Value>,
+    scope: Field<'_>,
+    extra: Option<Box<Extra>>,
+) -> Result<TokenResponse, Malformed> {
+    {
+        let access_token = access_token.map(AccessToken::new);
+        let refresh_token = refresh_token.map(RefreshToken::new);
         if access_token.is_none() && refresh_token.is_none() {
             return Err(Malformed::MissingField("access_token"));
         }
-        let token_type = match self.token_type {
-            Field::Null => self.type_alias,
+        let token_type = match token_type {
+            Field::Null => type_alias,
             named => named,
         };
         let token_type = match token_type {
@@ -420,11 +602,11 @@ impl<'de> RawResponse<'de> {
                 });
             }
         };
-        let expires_in = match non_null(self.expires_in) {
+        let expires_in = match non_null(expires_in) {
             None => None,
-            Some(v) => Some(expires_in(&v)?),
+            Some(v) => Some(self::expires_in(&v)?),
         };
-        let scope = match self.scope {
+        let scope = match scope {
             Field::Null => None,
             Field::Str(s) => Some(Scopes::parse(&s)),
             Field::Other(Value::Array(items)) => Some(
@@ -450,7 +632,7 @@ impl<'de> RawResponse<'de> {
             expires_in,
             refresh_token,
             scope,
-            extra: self.extra,
+            extra,
             quota: None,
         })
     }
@@ -468,7 +650,7 @@ fn token_field(v: Field<'_>, field: &'static str) -> Result<Option<Arc<str>>, Ma
             field,
             reason: "is empty",
         }),
-        Field::Str(s) if is_visible_ascii(&s) => Ok(Some(Arc::from(s))),
+        Field::Str(s) if is_visible_ascii(s.as_bytes()) => Ok(Some(Arc::from(s))),
         Field::Str(_) => Err(Malformed::InvalidField {
             field,
             reason: "has characters an HTTP header cannot carry",
@@ -483,8 +665,12 @@ fn token_field(v: Field<'_>, field: &'static str) -> Result<Option<Arc<str>>, Ma
 /// True when every byte is visible ASCII (`!` to `~`), the characters a token can carry in a
 /// header. Branch-free, so the compiler vectorizes it: tokens are often kilobytes of JWT, and a
 /// byte-at-a-time loop with an early exit cost more than parsing them.
-fn is_visible_ascii(s: &str) -> bool {
-    s.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic())
+fn is_visible_ascii(s: &[u8]) -> bool {
+    // The smallest and largest byte: two vector min/max per 16 bytes.
+    let (lo, hi) = s
+        .iter()
+        .fold((u8::MAX, 0u8), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+    s.is_empty() || (lo >= b'!' && hi <= b'~')
 }
 
 /// `expires_in`: a positive number of seconds as a JSON integer, float or numeric string.
@@ -565,6 +751,193 @@ impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
             }
         }
         Ok(())
+    }
+}
+
+/// [`parse_fast`]'s reading of the object. An error means "ask the exhaustive parser".
+fn visit_map_fast<'de, A: MapAccess<'de>>(
+    raw: &mut FastResponse<'de>,
+    mut map: A,
+) -> Result<(), A::Error> {
+    while let Some(RawKey(key)) = map.next_key::<RawKey<'de>>()? {
+        match &*key {
+            b"access_token" => raw.access_token = map.next_value::<TokenBytes<'de>>()?.0,
+            b"token_type" => raw.token_type = map.next_value()?,
+            b"type" if raw.type_alias_enabled => raw.type_alias = map.next_value()?,
+            b"expires_in" => raw.expires_in = Some(map.next_value()?),
+            b"refresh_token" => raw.refresh_token = map.next_value::<TokenBytes<'de>>()?.0,
+            b"scope" => raw.scope = map.next_value()?,
+            b"error" => return Err(de::Error::custom("an error response")),
+            b"error_description" | b"error_uri" => {
+                map.next_value::<Validated>()?;
+            }
+            other => {
+                if !is_clean_text(other) {
+                    return Err(de::Error::custom("an unusual key"));
+                }
+                map.next_value::<Validated>()?;
+                raw.has_extra = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Valid UTF-8 without control characters: what `serde_json` accepts as a string's contents
+/// (conservatively: an escaped control character is refused here too).
+fn is_clean_text(bytes: &[u8]) -> bool {
+    !bytes.iter().any(|&b| b < 0x20) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// An object key as raw bytes (borrowed unless it had escapes), unvalidated.
+struct RawKey<'de>(Cow<'de, [u8]>);
+
+impl<'de> Deserialize<'de> for RawKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawKeyVisitor;
+
+        impl<'de> Visitor<'de> for RawKeyVisitor {
+            type Value = RawKey<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Borrowed(v)))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Owned(v.to_vec())))
+            }
+        }
+
+        deserializer.deserialize_bytes(RawKeyVisitor)
+    }
+}
+
+/// A token read as raw bytes: `null`, or a string that is empty or visible ASCII (anything
+/// else is an error, for the exhaustive parser to judge).
+struct TokenBytes<'de>(Option<Cow<'de, str>>);
+
+impl<'de> Deserialize<'de> for TokenBytes<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TokenVisitor;
+
+        impl<'de> Visitor<'de> for TokenVisitor {
+            type Value = TokenBytes<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a token")
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<TokenBytes<'de>, E> {
+                Ok(TokenBytes(None))
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<TokenBytes<'de>, D::Error> {
+                d.deserialize_bytes(self)
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> Result<TokenBytes<'de>, E> {
+                token_text(v).map(|t| TokenBytes(Some(Cow::Borrowed(t))))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<TokenBytes<'de>, E> {
+                token_text(v).map(|t| TokenBytes(Some(Cow::Owned(t.to_owned()))))
+            }
+        }
+
+        deserializer.deserialize_option(TokenVisitor)
+    }
+}
+
+/// A non-empty, visible-ASCII token as text; the empty string is kept as an ordinary string
+/// (refused later as empty).
+fn token_text<E: de::Error>(v: &[u8]) -> Result<&str, E> {
+    if !v.is_empty() && is_visible_ascii(v) {
+        std::str::from_utf8(v).map_err(|_| E::custom("not visible ASCII"))
+    } else {
+        Err(E::custom("not a usual token"))
+    }
+}
+
+/// Any JSON value, read (and refused) exactly as `serde_json::Value` would read it, but not
+/// built: strings are validated and borrowed, numbers parsed, arrays and objects walked.
+struct Validated;
+
+impl<'de> Deserialize<'de> for Validated {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValidatedVisitor)
+    }
+}
+
+struct ValidatedVisitor;
+
+impl<'de> Visitor<'de> for ValidatedVisitor {
+    type Value = Validated;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Validated, D::Error> {
+        Validated::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Validated, A::Error> {
+        while seq.next_element::<Validated>()?.is_some() {}
+        Ok(Validated)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Validated, A::Error> {
+        // Keys as `Value` reads them: validated strings.
+        while map.next_key::<ValidatedKey>()?.is_some() {
+            map.next_value::<Validated>()?;
+        }
+        Ok(Validated)
+    }
+}
+
+/// An object key inside an unknown field, validated as a string, not kept.
+struct ValidatedKey;
+
+impl<'de> Deserialize<'de> for ValidatedKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(ValidatedVisitor)
+            .map(|_| ValidatedKey)
     }
 }
 
@@ -851,6 +1224,222 @@ mod tests {
         // Already expired: zero.
         let r = parse(200, &body(r#"{"exp":999999}"#)).unwrap();
         assert_eq!(r.lifetime(wall, default).0, Duration::ZERO);
+    }
+
+    /// The fast path returns exactly what the exhaustive parser returns (the same token
+    /// response, extras included, or the same error), on every input.
+    fn same_as_exhaustive(status: u16, body: &[u8]) {
+        let status = StatusCode::from_u16(status).unwrap();
+        let headers = HeaderMap::new();
+        for options in [
+            OPTIONS,
+            ParseOptions {
+                max_body: 64 * 1024,
+                type_alias: false,
+            },
+        ] {
+            let run = |fast| {
+                parse_with(
+                    status,
+                    &headers,
+                    body,
+                    options,
+                    &|| vec!["s3cr3t-value"],
+                    fast,
+                )
+            };
+            let (fast, slow) = (run(true), run(false));
+            assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(body));
+            if let (Ok(fast), Ok(slow)) = (&fast, &slow) {
+                assert_eq!(fast.extra(), slow.extra());
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+                assert_eq!(fast.clone(), *slow);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_exhaustive_parser_on_edge_cases() {
+        let tokens: &[&[u8]] = &[
+            b"\"tok\"",
+            b"\"\"",
+            b"null",
+            b"1",
+            b"[\"a\"]",
+            b"{}",
+            b"\"a b\"",
+            b"\"a\\/b\"",
+            b"\"a\\u0041\"",
+            b"\"a\\u0000\"",
+            b"\"a\\n\"",
+            b"\"a\x01b\"",
+            b"\"a\tb\"",
+            b"\"caf\xc3\xa9\"",
+            b"\"bad\xff\"",
+            b"\"\\ud800\"",
+            b"\"\\ud83d\\ude00\"",
+            b"\"\\q\"",
+            b"\"unterminated",
+            b"\"s3cr3t-value\"",
+            b"\"x\x7f\"",
+            b"nul",
+        ];
+        let keys: &[&[u8]] = &[
+            b"\"x\"",
+            b"\"id_token\"",
+            b"\"type\"",
+            b"\"acc\\u0065ss_token\"",
+            b"\"k\x01\"",
+            b"\"k\\u0001\"",
+            b"\"k\xff\"",
+            b"\"\\ud800\"",
+            b"\"caf\xc3\xa9\"",
+            b"\"error\"",
+            b"\"error_description\"",
+            b"\"error_uri\"",
+        ];
+        let values: &[&[u8]] = &[
+            b"1",
+            b"1e400",
+            b"-0",
+            b"1.5",
+            b"true",
+            b"null",
+            b"\"v\"",
+            b"\"v\x01\"",
+            b"\"v\xff\"",
+            b"\"\\ud800\"",
+            b"[1,{\"a\":[null,\"b\"]}]",
+            b"{\"k\xff\":1}",
+            b"{\"k\":1e400}",
+            b"[1,]",
+            b"\"Bearer\"",
+            b"\"mac\"",
+        ];
+        for status in [200, 201, 400] {
+            for t in tokens {
+                for (field, other) in [("access_token", "refresh_token"), ("refresh_token", "x")] {
+                    let mut body = format!("{{\"{field}\":").into_bytes();
+                    body.extend_from_slice(t);
+                    body.extend_from_slice(
+                        format!(",\"{other}\":\"r\",\"expires_in\":5}}").as_bytes(),
+                    );
+                    same_as_exhaustive(status, &body);
+                    same_as_exhaustive(status, &body[..body.len() - 1]);
+                }
+            }
+            for k in keys {
+                for v in values {
+                    for first in [true, false] {
+                        let mut body = Vec::new();
+                        body.extend_from_slice(b"{");
+                        let pair = [*k, b":", *v].concat();
+                        if first {
+                            body.extend_from_slice(&pair);
+                            body.extend_from_slice(b",\"access_token\":\"t\"}");
+                        } else {
+                            body.extend_from_slice(b"\"access_token\":\"t\",");
+                            body.extend_from_slice(&pair);
+                            body.extend_from_slice(b"}");
+                        }
+                        same_as_exhaustive(status, &body);
+                        body.extend_from_slice(b" x");
+                        same_as_exhaustive(status, &body);
+                    }
+                }
+            }
+            for v in values {
+                for field in ["token_type", "type", "expires_in", "scope", "access_token"] {
+                    let body = [
+                        b"{\"access_token\":\"t\",\"",
+                        field.as_bytes(),
+                        b"\":",
+                        *v,
+                        b"}",
+                    ]
+                    .concat();
+                    same_as_exhaustive(status, &body);
+                }
+            }
+        }
+        // Duplicates, last wins either way.
+        same_as_exhaustive(
+            200,
+            br#"{"access_token":"a","x":1,"access_token":"b","x":2}"#,
+        );
+        same_as_exhaustive(200, br#"{"access_token":"a","access_token":null}"#);
+        same_as_exhaustive(200, b"[]");
+        same_as_exhaustive(200, b"");
+        same_as_exhaustive(200, b"{}");
+    }
+
+    #[test]
+    fn fast_path_matches_exhaustive_parser_on_corpus_and_samples() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut n = 0;
+        for dir in [
+            "fuzz/corpus/token_response",
+            "fuzz/corpus/error_response",
+            "crates/benchmarks/data",
+        ] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let body = std::fs::read(entry.unwrap().path()).unwrap();
+                for status in [200, 400] {
+                    same_as_exhaustive(status, &body);
+                    // The corpus files may carry a prefix for the fuzz target's own decoding:
+                    // also try every suffix that starts an object.
+                    for (i, _) in body.iter().enumerate().filter(|(_, b)| **b == b'{').take(4) {
+                        same_as_exhaustive(status, &body[i..]);
+                    }
+                }
+                n += 1;
+            }
+        }
+        assert!(n > 0);
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Random objects over the known fields and a few unknown ones, with random values
+        /// (strings with escapes, controls and non-ASCII; numbers; nested values), sometimes
+        /// truncated.
+        #[test]
+        fn fast_path_matches_exhaustive_parser(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "access_token", "refresh_token", "token_type", "type", "expires_in",
+                        "scope", "error", "error_description", "id_token", "x", "acc\\u0065ss_token",
+                    ]),
+                    proptest::prop_oneof![
+                        "\"[ -~]{0,12}\"",
+                        "\"[a-z\\\\\"/u0-9\x01\t\u{e9}\u{7f}]{0,10}\"",
+                        "-?[0-9]{1,4}(\\.[0-9]{1,2})?(e[0-9]{1,3})?",
+                        proptest::sample::select(vec!["null", "true", "[]", "[\"a\",1]", "{\"k\":{}}", "\"Bearer\""]).prop_map(str::to_owned),
+                    ],
+                ),
+                0..6,
+            ),
+            cut in 0usize..4,
+            status in proptest::sample::select(vec![200u16, 400]),
+        ) {
+            let mut body = String::from("{");
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("\"{k}\":{v}"));
+            }
+            body.push('}');
+            let bytes = body.as_bytes();
+            same_as_exhaustive(status, &bytes[..bytes.len().saturating_sub(cut)]);
+        }
     }
 
     #[test]
