@@ -4,7 +4,6 @@
 //! Build one with a preset from [`presets`](crate::protocol::presets) or with
 //! [`ClientConfig::builder`] for any RFC 6749 endpoint.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -202,13 +201,72 @@ pub enum Flow {
 }
 
 /// A set of scopes; space-joined on the wire (RFC 6749 §3.3).
+///
+/// Kept in canonical form, sorted and deduplicated, as the one string it is on the wire: equal
+/// sets are equal values, and a response's scope costs one allocation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scopes(BTreeSet<String>);
+pub struct Scopes(Box<str>);
 
 impl Scopes {
     /// Parses a space-separated scope string.
     pub fn parse(s: &str) -> Self {
-        s.split_ascii_whitespace().collect()
+        // Already canonical (single spaces, sorted, distinct; as many servers send it): one
+        // copy. Checked in one pass over the bytes.
+        let bytes = s.as_bytes();
+        let mut canonical = true;
+        let (mut start, mut previous): (usize, Option<&[u8]>) = (0, None);
+        for i in 0..=bytes.len() {
+            let b = bytes.get(i).copied().unwrap_or(b' ');
+            if b == b' ' {
+                let word = &bytes[start..i];
+                if word.is_empty() || previous.is_some_and(|p| p >= word) {
+                    canonical = false;
+                    break;
+                }
+                previous = Some(word);
+                start = i + 1;
+            } else if b.is_ascii_whitespace() {
+                canonical = false;
+                break;
+            }
+        }
+        if canonical {
+            return Self(Box::from(s));
+        }
+        // A few words (as usual): sorted on the stack; one allocation, the result.
+        let mut few = [""; 8];
+        let mut n = 0;
+        for word in s.split_ascii_whitespace() {
+            if n == few.len() {
+                return std::iter::once(s).collect();
+            }
+            few[n] = word;
+            n += 1;
+        }
+        Self::join(&mut few[..n])
+    }
+
+    /// The canonical form of `words`: sorted, deduplicated, space-joined (one allocation, of
+    /// exactly the right size).
+    fn join(words: &mut [&str]) -> Self {
+        words.sort_unstable();
+        let mut n = 0;
+        for i in 0..words.len() {
+            if n == 0 || words[n - 1] != words[i] {
+                words[n] = words[i];
+                n += 1;
+            }
+        }
+        let words = &words[..n];
+        let len = words.iter().map(|w| w.len()).sum::<usize>() + n.saturating_sub(1);
+        let mut out = String::with_capacity(len);
+        for (k, word) in words.iter().enumerate() {
+            if k > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        Self(out.into_boxed_str())
     }
 
     /// True when there are no scopes.
@@ -218,39 +276,34 @@ impl Scopes {
 
     /// True when `scope` is in the set.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.contains(scope)
+        self.iter().any(|s| s == scope)
     }
 
     /// Iterates the scopes in sorted order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.split(' ').filter(|s| !s.is_empty())
     }
 
     /// The number of scopes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 }
 
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut set = BTreeSet::new();
-        for item in iter {
-            set.extend(item.as_ref().split_ascii_whitespace().map(str::to_owned));
-        }
-        Self(set)
+        let items: Vec<S> = iter.into_iter().collect();
+        let mut words: Vec<&str> = items
+            .iter()
+            .flat_map(|item| item.as_ref().split_ascii_whitespace())
+            .collect();
+        Self::join(&mut words)
     }
 }
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(s)?;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
@@ -1101,5 +1154,20 @@ mod tests {
         let s: Scopes = ["write read", "read"].into_iter().collect();
         assert_eq!(s.to_string(), "read write");
         assert_eq!(Scopes::parse(" a  b ").len(), 2);
+        // One canonical form however it is written: equal sets are equal values.
+        for written in ["b a", "a b", "a\tb b", " b  a a ", "a b"] {
+            let s = Scopes::parse(written);
+            assert_eq!(s, Scopes::parse("a b"), "{written:?}");
+            assert_eq!(s.to_string(), "a b");
+            assert_eq!(s.iter().collect::<Vec<_>>(), ["a", "b"]);
+            assert!(s.contains("a") && s.contains("b") && !s.contains("a b"));
+        }
+        for empty in ["", " ", "\t \n"] {
+            let s = Scopes::parse(empty);
+            assert!(s.is_empty() && s.iter().next().is_none());
+            assert_eq!(s.len(), 0);
+            assert_eq!(s, Scopes::default());
+        }
+        assert!(!Scopes::parse("a").contains(""));
     }
 }
