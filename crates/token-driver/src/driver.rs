@@ -163,9 +163,13 @@ impl Driver {
         f: impl FnOnce(&Token) -> R,
     ) -> Option<R> {
         let now = self.clock.now();
-        let hit = slot.with_hit(now, || self.touch(slot), |servable| f(&servable.token));
+        let hit = slot.with_hit(
+            now,
+            Some(&self.counters.cache_hits),
+            || self.touch(slot),
+            |servable| f(&servable.token),
+        );
         if hit.is_some() {
-            self.counters.cache_hits.bump();
             slot.hits.bump();
         }
         hit
@@ -175,7 +179,12 @@ impl Driver {
     /// not counted as a cache hit (the call was a miss).
     pub fn cached_after_wait(self: &Arc<Self>, slot: &KeySlot) -> Option<Token> {
         let now = self.clock.now();
-        slot.with_hit(now, || self.touch(slot), |servable| servable.token.clone())
+        slot.with_hit(
+            now,
+            None,
+            || self.touch(slot),
+            |servable| servable.token.clone(),
+        )
     }
 
     fn touch(self: &Arc<Self>, slot: &KeySlot) {

@@ -29,6 +29,7 @@ mod config;
 mod driver;
 mod error;
 mod handle;
+mod local;
 mod metrics;
 mod slot;
 mod span;

@@ -1,18 +1,26 @@
 //! A key's published token: what cache hits read, without the manager's lock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use event_listener::{Event, EventListener};
 use token_core::{Token, TokenKey};
 
+use crate::local::{self, EXCLUSIVE, SEEN_WAYS};
+use crate::stats::Striped;
+
 /// One key's published token and its waiters. A handle holds its key's slot, so a cache hit is
-/// one atomic load, a clock reading and a comparison: no map lookup, no lock, no allocation.
+/// a clock reading, one atomic load and a comparison: no map lookup, no lock, no allocation, and
+/// (once a thread has seen the current publication) no atomic read-modify-write.
 pub struct KeySlot {
     key: TokenKey,
     provider: &'static str,
+    /// Unique among all slots of the process, ever: what a thread's [`Seen`] entries name.
+    id: u64,
+    /// Bumped after every change of `published` (under the manager's lock).
+    generation: AtomicU64,
     published: ArcSwapOption<Servable>,
     changed: Event,
     pub(crate) hits: crate::metrics::HitCounter,
@@ -39,9 +47,12 @@ pub(crate) struct Servable {
 
 impl KeySlot {
     pub(crate) fn new(key: TokenKey, provider: &'static str) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             key,
             provider,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             published: ArcSwapOption::empty(),
             changed: Event::new(),
             hits: crate::metrics::HitCounter::new(provider),
@@ -58,23 +69,66 @@ impl KeySlot {
         &self.key
     }
 
-    /// Runs `f` on the servable token at `now`, if any; `touch` is called (once per published
-    /// token) the first time a hit happens, so the manager learns the key is in use.
+    /// Runs `f` on the servable token at `now`, if any, counting the hit in `hits`; `touch`
+    /// is called (once per published token) the first time a hit happens, so the manager
+    /// learns the key is in use.
     #[inline]
     pub(crate) fn with_hit<R>(
         &self,
         now: Instant,
+        hits: Option<&Striped>,
         touch: impl FnOnce(),
         f: impl FnOnce(&Servable) -> R,
     ) -> Option<R> {
-        let guard = self.published.load();
-        let servable = guard.as_deref().filter(|s| now < s.until)?;
+        let generation = self.generation.load(Ordering::Acquire);
+        local::with(|local| {
+            let Some(local) = local else {
+                // The thread is exiting: the plain way.
+                let guard = self.published.load();
+                let servable = guard.as_deref().filter(|s| now < s.until)?;
+                if let Some(hits) = hits {
+                    hits.bump_at(EXCLUSIVE);
+                }
+                return Some(Self::serve(servable, touch, f));
+            };
+            // The publication this thread saw last, if the slot has not changed since: no
+            // atomic read-modify-write at all (arc_swap's load takes two). It is taken out
+            // while it is used, so `f` may use the cache again (it finds this entry empty).
+            let seen = &local.seen[(self.id % SEEN_WAYS as u64) as usize];
+            let mut servable = seen.servable.take();
+            let current = seen.slot.get() == self.id + 1 && seen.generation.get() == generation;
+            // Marked empty while taken: a hit inside `f` must not read "nothing published".
+            seen.slot.set(0);
+            if !current {
+                // Loaded after the generation: at least as new (publish stores first).
+                servable = self.published.load_full();
+            }
+            let hit = servable
+                .as_deref()
+                .filter(|s| now < s.until)
+                .map(|servable| {
+                    if let Some(hits) = hits {
+                        hits.bump_at(local.stripe());
+                    }
+                    Self::serve(servable, touch, f)
+                });
+            // (If `f` used this entry meanwhile, it named what it left there: put ours back
+            // under our own name.)
+            seen.slot.set(self.id + 1);
+            seen.generation.set(generation);
+            seen.servable.set(servable);
+            hit
+        })
+    }
+
+    #[inline]
+    fn serve<R>(servable: &Servable, touch: impl FnOnce(), f: impl FnOnce(&Servable) -> R) -> R {
         if !servable.touched.load(Ordering::Relaxed)
             && !servable.touched.swap(true, Ordering::Relaxed)
         {
             touch();
         }
-        Some(f(servable))
+        f(servable)
     }
 
     /// Whether the published token is on probation (see [`Servable::probation`]).
@@ -91,7 +145,10 @@ impl KeySlot {
         let current = self.published.load();
         match (current.as_deref(), wanted) {
             (None, None) => {}
-            (Some(_), None) => self.published.store(None),
+            (Some(_), None) => {
+                self.published.store(None);
+                self.generation.fetch_add(1, Ordering::Release);
+            }
             (Some(s), Some((token, until)))
                 if s.token.same_as(token) && s.until == until && s.probation == probation => {}
             (current, Some((token, until))) => {
@@ -103,6 +160,7 @@ impl KeySlot {
                     touched: AtomicBool::new(touched),
                     probation,
                 })));
+                self.generation.fetch_add(1, Ordering::Release);
             }
         }
     }

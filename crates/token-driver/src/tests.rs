@@ -286,3 +286,64 @@ fn settled_means_nothing_in_progress_and_nothing_due() {
     s.clock.advance(Duration::from_secs(3540));
     assert!(!s.driver.is_settled(), "the refresh is due");
 }
+
+/// A thread remembers the publication it saw (so a hit takes no atomic read-modify-write);
+/// a new publication is seen at once by every thread that saw the old one, and a withdrawn
+/// one is never served from a thread's memory.
+#[test]
+fn what_a_thread_remembers_never_outlives_a_new_publication() {
+    let s = setup();
+    let slot = s.driver.slot(&s.key);
+    let _ = s.driver.step(&slot).unwrap();
+    s.answer(&token("one"));
+    let on_thread = |driver: &Arc<Driver>| {
+        let (driver, key) = (Arc::clone(driver), s.key.clone());
+        std::thread::spawn(move || {
+            let slot = driver.slot(&key);
+            driver
+                .cached(&slot)
+                .map(|t| t.access_token().secret().to_owned())
+        })
+    };
+    assert_eq!(s.cached_secret().as_deref(), Some("one"));
+    assert_eq!(on_thread(&s.driver).join().unwrap().as_deref(), Some("one"));
+    // Replaced: this thread (which remembers "one") and others see "two".
+    let served = s.driver.cached(&slot).unwrap();
+    assert!(s.driver.invalidate(&slot, served.access_token()).dropped());
+    assert!(
+        s.driver.cached(&slot).is_none(),
+        "withdrawn, not remembered"
+    );
+    let _ = s.driver.step(&slot).unwrap();
+    s.answer(&token("two"));
+    assert_eq!(s.cached_secret().as_deref(), Some("two"));
+    assert_eq!(on_thread(&s.driver).join().unwrap().as_deref(), Some("two"));
+    // Expiry is checked on what is remembered too.
+    s.clock.advance(Duration::from_secs(3601));
+    assert!(s.driver.cached(&slot).is_none());
+}
+
+/// A hit may run code that hits again (the same key, or keys remembered in the same place).
+#[test]
+fn a_hit_inside_a_hit_is_served() {
+    let s = setup();
+    let slots: Vec<_> = (0..6)
+        .map(|i| {
+            s.driver
+                .slot(&TokenKey::for_user(s.key.client(), format!("user-{i}")))
+        })
+        .collect();
+    let plain = s.driver.slot(&s.key);
+    let _ = s.driver.step(&plain).unwrap();
+    s.answer(&token("app"));
+    let inner = s.driver.with_cached(&plain, |outer| {
+        let again = s
+            .driver
+            .with_cached(&plain, |t| t.access_token().secret().to_owned());
+        // Keys that are not there yet are misses, whatever the thread remembers.
+        assert!(slots.iter().all(|slot| s.driver.cached(slot).is_none()));
+        (outer.access_token().secret().to_owned(), again)
+    });
+    assert_eq!(inner, Some(("app".to_owned(), Some("app".to_owned()))));
+    assert_eq!(s.cached_secret().as_deref(), Some("app"));
+}
