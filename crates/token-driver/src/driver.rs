@@ -162,14 +162,20 @@ impl Driver {
         slot: &KeySlot,
         f: impl FnOnce(&Token) -> R,
     ) -> Option<R> {
+        self.try_with_cached(slot, f).ok()
+    }
+
+    /// [`with_cached`](Self::with_cached), handing `f` back on a miss (for a caller that
+    /// then fetches and runs it on the fetched token).
+    #[inline]
+    pub fn try_with_cached<R, F: FnOnce(&Token) -> R>(
+        self: &Arc<Self>,
+        slot: &KeySlot,
+        f: F,
+    ) -> Result<R, F> {
         let now = self.clock.now();
-        let hit = slot.with_hit(
-            now,
-            Some(&self.counters.cache_hits),
-            || self.touch(slot),
-            |servable| f(&servable.token),
-        );
-        if hit.is_some() {
+        let hit = slot.with_hit(now, Some(&self.counters.cache_hits), || self.touch(slot), f);
+        if hit.is_ok() {
             slot.hits.bump();
         }
         hit
@@ -179,12 +185,8 @@ impl Driver {
     /// not counted as a cache hit (the call was a miss).
     pub fn cached_after_wait(self: &Arc<Self>, slot: &KeySlot) -> Option<Token> {
         let now = self.clock.now();
-        slot.with_hit(
-            now,
-            None,
-            || self.touch(slot),
-            |servable| servable.token.clone(),
-        )
+        slot.with_hit(now, None, || self.touch(slot), Token::clone)
+            .ok()
     }
 
     fn touch(self: &Arc<Self>, slot: &KeySlot) {

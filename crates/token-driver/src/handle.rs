@@ -116,6 +116,12 @@ impl HandleCore {
         self.driver.with_cached(&self.slot, f)
     }
 
+    /// [`with_cached`](Self::with_cached), handing `f` back on a miss.
+    #[inline]
+    pub fn try_with_cached<R, F: FnOnce(&Token) -> R>(&self, f: F) -> Result<R, F> {
+        self.driver.try_with_cached(&self.slot, f)
+    }
+
     /// Reports that the API rejected `token`; returns whether retrying the call with the key's
     /// (new) token is worthwhile. The first rejection since the API last accepted one of this
     /// key's tokens drops it (`true`: get a new one and retry); a rejection of a token already

@@ -69,27 +69,31 @@ impl KeySlot {
         &self.key
     }
 
-    /// Runs `f` on the servable token at `now`, if any, counting the hit in `hits`; `touch`
-    /// is called (once per published token) the first time a hit happens, so the manager
-    /// learns the key is in use.
+    /// Runs `f` on the servable token at `now`, if any, counting the hit in `hits`; hands `f`
+    /// back on a miss. `touch` is called (once per published token) the first time a hit
+    /// happens, so the manager learns the key is in use.
     #[inline]
-    pub(crate) fn with_hit<R>(
+    pub(crate) fn with_hit<R, F: FnOnce(&Token) -> R>(
         &self,
         now: Instant,
         hits: Option<&Striped>,
         touch: impl FnOnce(),
-        f: impl FnOnce(&Servable) -> R,
-    ) -> Option<R> {
+        f: F,
+    ) -> Result<R, F> {
         let generation = self.generation.load(Ordering::Acquire);
         local::with(|local| {
             let Some(local) = local else {
                 // The thread is exiting: the plain way.
                 let guard = self.published.load();
-                let servable = guard.as_deref().filter(|s| now < s.until)?;
-                if let Some(hits) = hits {
-                    hits.bump_at(EXCLUSIVE);
-                }
-                return Some(Self::serve(servable, touch, f));
+                return match guard.as_deref().filter(|s| now < s.until) {
+                    Some(servable) => {
+                        if let Some(hits) = hits {
+                            hits.bump_at(EXCLUSIVE);
+                        }
+                        Ok(Self::serve(servable, touch, f))
+                    }
+                    None => Err(f),
+                };
             };
             // The publication this thread saw last, if the slot has not changed since: no
             // atomic read-modify-write at all (arc_swap's load takes two). It is taken out
@@ -103,15 +107,15 @@ impl KeySlot {
                 // Loaded after the generation: at least as new (publish stores first).
                 servable = self.published.load_full();
             }
-            let hit = servable
-                .as_deref()
-                .filter(|s| now < s.until)
-                .map(|servable| {
+            let hit = match servable.as_deref().filter(|s| now < s.until) {
+                Some(servable) => {
                     if let Some(hits) = hits {
                         hits.bump_at(local.stripe());
                     }
-                    Self::serve(servable, touch, f)
-                });
+                    Ok(Self::serve(servable, touch, f))
+                }
+                None => Err(f),
+            };
             // (If `f` used this entry meanwhile, it named what it left there: put ours back
             // under our own name.)
             seen.slot.set(self.id + 1);
@@ -122,13 +126,13 @@ impl KeySlot {
     }
 
     #[inline]
-    fn serve<R>(servable: &Servable, touch: impl FnOnce(), f: impl FnOnce(&Servable) -> R) -> R {
+    fn serve<R>(servable: &Servable, touch: impl FnOnce(), f: impl FnOnce(&Token) -> R) -> R {
         if !servable.touched.load(Ordering::Relaxed)
             && !servable.touched.swap(true, Ordering::Relaxed)
         {
             touch();
         }
-        f(servable)
+        f(&servable.token)
     }
 
     /// Whether the published token is on probation (see [`Servable::probation`]).

@@ -304,16 +304,12 @@ impl TokenClient {
         f: impl FnOnce(&Token) -> R,
     ) -> Result<R, Error> {
         let slot = self.inner.driver.slot(key);
-        let mut f = Some(f);
-        if let Some(r) = self
-            .inner
-            .driver
-            .with_cached(&slot, |token| f.take().expect("called at most once")(token))
-        {
-            return Ok(r);
-        }
+        let f = match self.inner.driver.try_with_cached(&slot, f) {
+            Ok(r) => return Ok(r),
+            Err(f) => f,
+        };
         let token = self.wait_for_token(&slot).await?;
-        Ok(f.take().expect("not called on a miss")(&token))
+        Ok(f(&token))
     }
 
     /// The slow path of [`token`](Self::token), a future of its own so that a cache hit does
@@ -623,15 +619,12 @@ impl ClientHandle {
     /// `handle.with_token(|t| headers.insert(AUTHORIZATION, t.authorization().clone())).await`
     /// (the `HeaderValue` clone is a reference count of its own).
     pub async fn with_token<R>(&self, f: impl FnOnce(&Token) -> R) -> Result<R, Error> {
-        let mut f = Some(f);
-        if let Some(r) = self
-            .core
-            .with_cached(|token| f.take().expect("called at most once")(token))
-        {
-            return Ok(r);
-        }
+        let f = match self.core.try_with_cached(f) {
+            Ok(r) => return Ok(r),
+            Err(f) => f,
+        };
         let token = self.client.wait_for_token(self.core.slot()).await?;
-        Ok(f.take().expect("not called on a miss")(&token))
+        Ok(f(&token))
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to a request builder;

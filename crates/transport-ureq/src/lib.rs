@@ -236,16 +236,12 @@ impl TokenClient {
     /// lock: a handle's is the hit path that touches nothing shared).
     pub fn with_token<R>(&self, key: &TokenKey, f: impl FnOnce(&Token) -> R) -> Result<R, Error> {
         let slot = self.inner.driver.slot(key);
-        let mut f = Some(f);
-        if let Some(r) = self
-            .inner
-            .driver
-            .with_cached(&slot, |token| f.take().expect("called at most once")(token))
-        {
-            return Ok(r);
-        }
+        let f = match self.inner.driver.try_with_cached(&slot, f) {
+            Ok(r) => return Ok(r),
+            Err(f) => f,
+        };
         let token = self.inner.driver.token_blocking(&slot)?;
-        Ok(f.take().expect("not called on a miss")(&token))
+        Ok(f(&token))
     }
 
     /// What the client did so far (cache hits and misses, token requests, refreshes, ...).
@@ -546,15 +542,12 @@ impl ClientHandle {
     /// (the `HeaderValue` clone is a reference count of its own). Keep `f` short: the token
     /// stays published while it runs, but nothing else waits for it.
     pub fn with_token<R>(&self, f: impl FnOnce(&Token) -> R) -> Result<R, Error> {
-        let mut f = Some(f);
-        if let Some(r) = self
-            .core
-            .with_cached(|token| f.take().expect("called at most once")(token))
-        {
-            return Ok(r);
-        }
+        let f = match self.core.try_with_cached(f) {
+            Ok(r) => return Ok(r),
+            Err(f) => f,
+        };
         let token = self.token()?;
-        Ok(f.take().expect("not called on a miss")(&token))
+        Ok(f(&token))
     }
 
     /// Adds `Authorization: Bearer …` and the provider's API headers to `request`; returns the
