@@ -271,6 +271,7 @@ fn main() {
         "  {:<14} {:<22} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
         "moment", "client", "K", "requests", "p50", "p99", "max", "p50/oa2", "p99/oa2"
     );
+    let mut plotted: Vec<(String, usize, f64, f64)> = Vec::new();
     for &k in &s.callers {
         let baselines = [
             ("oauth2 (ureq 3)", oauth2_threads(&sim, &s, k)),
@@ -286,38 +287,87 @@ fn main() {
                 1,
             ));
         }
-        let summary = |moment: &str, name: &str, outcome: &Outcome, base: Option<&Outcome>| {
-            let mut l = outcome.latencies.clone();
-            let (p50, p99, max) = (
-                percentile(&mut l, 50.0),
-                percentile(&mut l, 99.0),
-                percentile(&mut l, 100.0),
-            );
-            let ratios = base.map(|b| {
-                let mut bl = b.latencies.clone();
-                (
-                    p50.as_secs_f64() / percentile(&mut bl, 50.0).as_secs_f64(),
-                    p99.as_secs_f64() / percentile(&mut bl, 99.0).as_secs_f64(),
-                )
-            });
-            println!(
-                "  {:<14} {:<22} {:>5} {:>10.1} {:>10} {:>10} {:>10} {:>9} {:>9}",
-                moment,
-                name,
-                k,
-                outcome.requests_per_round,
-                fmt_duration(p50),
-                fmt_duration(p99),
-                fmt_duration(max),
-                ratios.map_or("1".to_owned(), |r| ratio(r.0)),
-                ratios.map_or("1".to_owned(), |r| ratio(r.1)),
-            );
-        };
+        let summary =
+            |moment: &str, name: &str, outcome: &Outcome, base: Option<&Outcome>| -> (f64, f64) {
+                let mut l = outcome.latencies.clone();
+                let (p50, p99, max) = (
+                    percentile(&mut l, 50.0),
+                    percentile(&mut l, 99.0),
+                    percentile(&mut l, 100.0),
+                );
+                let ratios = base.map(|b| {
+                    let mut bl = b.latencies.clone();
+                    (
+                        p50.as_secs_f64() / percentile(&mut bl, 50.0).as_secs_f64(),
+                        p99.as_secs_f64() / percentile(&mut bl, 99.0).as_secs_f64(),
+                    )
+                });
+                println!(
+                    "  {:<14} {:<22} {:>5} {:>10.1} {:>10} {:>10} {:>10} {:>9} {:>9}",
+                    moment,
+                    name,
+                    k,
+                    outcome.requests_per_round,
+                    fmt_duration(p50),
+                    fmt_duration(p99),
+                    fmt_duration(max),
+                    ratios.map_or("1".to_owned(), |r| ratio(r.0)),
+                    ratios.map_or("1".to_owned(), |r| ratio(r.1)),
+                );
+                (p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3)
+            };
         for (name, outcome) in &baselines {
-            summary("(no cache)", name, outcome, None);
+            let (p50, p99) = summary("(no cache)", name, outcome, None);
+            plotted.push((name.to_string(), k, p50, p99));
         }
         for (moment, name, outcome, base) in &rows {
-            summary(moment.name(), name, outcome, Some(&baselines[*base].1));
+            let (p50, p99) = summary(moment.name(), name, outcome, Some(&baselines[*base].1));
+            plotted.push((format!("{name}, {}", moment.name()), k, p50, p99));
         }
+    }
+    if benchmarks::bench_mode() {
+        plot(&plotted);
+    }
+}
+
+/// `docs/bench/load_latency.svg`: p50 (solid) and p99 (dashed) per client against K.
+fn plot(rows: &[(String, usize, f64, f64)]) {
+    use benchmarks::plot::{Axis, Series, line_chart};
+    let mut names: Vec<&str> = Vec::new();
+    for (name, ..) in rows {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    let mut series = Vec::new();
+    for (color, name) in names.into_iter().enumerate() {
+        let of = |pick: fn(&(String, usize, f64, f64)) -> f64| {
+            rows.iter()
+                .filter(|r| r.0 == name)
+                .map(|r| (r.1 as f64, pick(r)))
+                .collect::<Vec<_>>()
+        };
+        series.push(Series {
+            name: format!("{name}: p50"),
+            points: of(|r| r.2),
+            dashed: false,
+            color,
+        });
+        series.push(Series {
+            name: format!("{name}: p99"),
+            points: of(|r| r.3),
+            dashed: true,
+            color,
+        });
+    }
+    match line_chart(
+        "load_latency.svg",
+        "token() latency through one refresh: K callers, token endpoint answering in 50 ms",
+        ("K callers", Axis::Log),
+        ("latency (ms)", Axis::Log),
+        &series,
+    ) {
+        Ok(path) => println!("load: wrote {}", path.display()),
+        Err(e) => println!("load: no plot ({e})"),
     }
 }

@@ -459,13 +459,85 @@ fn main() {
         "p99.99",
         "max",
     );
+    let mut timelines = Vec::new();
     for &k in &s.threads {
-        print(&s, &ours_ureq(&sim, &s, k), true);
-        print(&s, &oauth2_threads(&sim, &s, k), false);
+        let (row, timeline) = sampled(&sim, || ours_ureq(&sim, &s, k));
+        print(&s, &row, true);
+        timelines.push((format!("transport-ureq, K = {k}"), timeline));
+        let (row, timeline) = sampled(&sim, || oauth2_threads(&sim, &s, k));
+        print(&s, &row, false);
+        timelines.push((format!("oauth2 + Mutex, K = {k}"), timeline));
     }
     for &k in &s.tasks {
-        print(&s, &ours_reqwest(&sim, &s, k), true);
-        print(&s, &oauth2_tasks(&sim, &s, k), false);
+        let (row, timeline) = sampled(&sim, || ours_reqwest(&sim, &s, k));
+        print(&s, &row, true);
+        timelines.push((format!("transport-reqwest, K = {k}"), timeline));
+        let (row, timeline) = sampled(&sim, || oauth2_tasks(&sim, &s, k));
+        print(&s, &row, false);
+        timelines.push((format!("oauth2 + tokio Mutex, K = {k}"), timeline));
     }
     sim.clear_faults(Provider::Generic);
+    if benchmarks::bench_mode() {
+        plot(&s, &timelines);
+    }
+}
+
+/// Runs `row`, sampling the token requests the simulator has seen every 10 ms meanwhile:
+/// `(seconds since the start, requests since the start)`.
+fn sampled(sim: &Simulator, row: impl FnOnce() -> Row) -> (Row, Vec<(f64, f64)>) {
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let base = sim.token_requests(Provider::Generic);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut points = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let n = sim.token_requests(Provider::Generic) - base;
+                points.push((start.elapsed().as_secs_f64(), n as f64));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            points
+        });
+        let row = row();
+        stop.store(true, Ordering::Relaxed);
+        (row, sampler.join().expect("the sampler"))
+    })
+}
+
+/// `docs/bench/refresh_requests.svg`: token requests over time, the largest K of each client.
+fn plot(s: &Settings, timelines: &[(String, Vec<(f64, f64)>)]) {
+    use benchmarks::plot::{Axis, Series, line_chart};
+    let largest = [
+        format!("K = {}", s.threads.iter().max().copied().unwrap_or(0)),
+        format!("K = {}", s.tasks.iter().max().copied().unwrap_or(0)),
+    ];
+    let series: Vec<Series> = timelines
+        .iter()
+        .filter(|(name, _)| largest.iter().any(|k| name.ends_with(k.as_str())))
+        .enumerate()
+        .map(|(color, (name, points))| Series {
+            name: name.clone(),
+            points: points.clone(),
+            dashed: name.starts_with("oauth2"),
+            color,
+        })
+        .collect();
+    let title = format!(
+        "Token requests over time: {} s tokens refreshed at half, endpoint answering in {} ms",
+        s.lifetime_secs,
+        s.delay.as_millis()
+    );
+    match line_chart(
+        "refresh_requests.svg",
+        &title,
+        (
+            "seconds since the row started (its client's first fetch included)",
+            Axis::Linear,
+        ),
+        ("token requests", Axis::Linear),
+        &series,
+    ) {
+        Ok(path) => println!("refresh: wrote {}", path.display()),
+        Err(e) => println!("refresh: no plot ({e})"),
+    }
 }

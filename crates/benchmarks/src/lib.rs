@@ -10,6 +10,7 @@ pub mod clients;
 pub mod fixtures;
 pub mod hist;
 pub mod oauth2_compat;
+pub mod plot;
 
 use std::time::Duration;
 
