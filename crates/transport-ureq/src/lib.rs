@@ -541,6 +541,7 @@ impl ClientHandle {
     /// `handle.with_token(|t| headers.insert(AUTHORIZATION, t.authorization().clone()))`
     /// (the `HeaderValue` clone is a reference count of its own). Keep `f` short: the token
     /// stays published while it runs, but nothing else waits for it.
+    #[inline]
     pub fn with_token<R>(&self, f: impl FnOnce(&Token) -> R) -> Result<R, Error> {
         let f = match self.core.try_with_cached(f) {
             Ok(r) => return Ok(r),
