@@ -380,10 +380,10 @@ fn parse_fast(
         token_response(
             token(raw.access_token),
             token(raw.refresh_token),
-            raw.token_type,
-            raw.type_alias,
-            raw.expires_in,
-            raw.scope,
+            &raw.token_type,
+            &raw.type_alias,
+            raw.expires_in.duration(),
+            &raw.scope,
             extra,
         )
         .map_err(|reason| Error::Malformed { status, reason }),
@@ -398,7 +398,7 @@ struct FastResponse<'de> {
     refresh_token: Option<Cow<'de, str>>,
     token_type: Field<'de>,
     type_alias: Field<'de>,
-    expires_in: Option<Value>,
+    expires_in: FastExpires<'de>,
     scope: Field<'de>,
     has_extra: bool,
 }
@@ -423,8 +423,12 @@ fn quota(headers: &HeaderMap) -> Option<Quota> {
         return None;
     }
     let any = headers.keys().any(|name| {
-        let name = name.as_str();
-        name.starts_with("auth0-") || name.starts_with("x-ratelimit-")
+        let name = name.as_str().as_bytes();
+        match name.first() {
+            Some(b'a') => name.starts_with(b"auth0-"),
+            Some(b'x') => name.starts_with(b"x-ratelimit-"),
+            _ => false,
+        }
     });
     if any {
         Quota::from_headers(headers)
@@ -553,10 +557,12 @@ impl<'de> RawResponse<'de> {
         token_response(
             access_token,
             refresh_token,
-            self.token_type,
-            self.type_alias,
-            self.expires_in,
-            self.scope,
+            &self.token_type,
+            &self.type_alias,
+            non_null(self.expires_in)
+                .map(|v| expires_in(&v))
+                .transpose(),
+            &self.scope,
             extra,
         )
     }
@@ -566,10 +572,10 @@ impl<'de> RawResponse<'de> {
 fn token_response(
     access_token: Option<Arc<str>>,
     refresh_token: Option<Arc<str>>,
-    token_type: Field<'_>,
-    type_alias: Field<'_>,
-    expires_in: Option<Value>,
-    scope: Field<'_>,
+    token_type: &Field<'_>,
+    type_alias: &Field<'_>,
+    expires_in: Result<Option<Duration>, Malformed>,
+    scope: &Field<'_>,
     extra: Option<Box<Extra>>,
 ) -> Result<TokenResponse, Malformed> {
     {
@@ -602,13 +608,10 @@ fn token_response(
                 });
             }
         };
-        let expires_in = match non_null(expires_in) {
-            None => None,
-            Some(v) => Some(self::expires_in(&v)?),
-        };
+        let expires_in = expires_in?;
         let scope = match scope {
             Field::Null => None,
-            Field::Str(s) => Some(Scopes::parse(&s)),
+            Field::Str(s) => Some(Scopes::parse(s)),
             Field::Other(Value::Array(items)) => Some(
                 items
                     .iter()
@@ -676,42 +679,120 @@ fn is_visible_ascii(s: &[u8]) -> bool {
 /// `expires_in`: a positive number of seconds as a JSON integer, float or numeric string.
 /// Absurdly large values saturate (the manager caps lifetimes).
 fn expires_in(v: &Value) -> Result<Duration, Malformed> {
-    let invalid = |reason| Malformed::InvalidField {
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => expires_secs(u),
+            None => expires_f64(n.as_f64().ok_or(invalid_expiry("is not a number"))?),
+        },
+        Value::String(s) => expires_text(s),
+        _ => Err(invalid_expiry("is not a number")),
+    }
+}
+
+fn invalid_expiry(reason: &'static str) -> Malformed {
+    Malformed::InvalidField {
         field: "expires_in",
         reason,
-    };
-    let secs: f64 = match v {
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                return if u == 0 {
-                    Err(invalid("is not positive"))
-                } else {
-                    Ok(Duration::from_secs(u))
-                };
-            }
-            n.as_f64().ok_or(invalid("is not a number"))?
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(u) = s.parse::<u64>() {
-                return if u == 0 {
-                    Err(invalid("is not positive"))
-                } else {
-                    Ok(Duration::from_secs(u))
-                };
-            }
-            // Rust's float parser also accepts "inf" and "NaN": rejected below as non-finite.
-            s.parse::<f64>().map_err(|_| invalid("is not a number"))?
-        }
-        _ => return Err(invalid("is not a number")),
-    };
+    }
+}
+
+/// `expires_in` as a JSON integer.
+fn expires_secs(u: u64) -> Result<Duration, Malformed> {
+    if u == 0 {
+        Err(invalid_expiry("is not positive"))
+    } else {
+        Ok(Duration::from_secs(u))
+    }
+}
+
+/// `expires_in` as a numeric string.
+fn expires_text(s: &str) -> Result<Duration, Malformed> {
+    let s = s.trim();
+    if let Ok(u) = s.parse::<u64>() {
+        return expires_secs(u);
+    }
+    // Rust's float parser also accepts "inf" and "NaN": rejected below as non-finite.
+    expires_f64(
+        s.parse::<f64>()
+            .map_err(|_| invalid_expiry("is not a number"))?,
+    )
+}
+
+/// `expires_in` as a float (or a negative integer).
+fn expires_f64(secs: f64) -> Result<Duration, Malformed> {
     if !secs.is_finite() {
-        return Err(invalid("is not a finite number"));
+        return Err(invalid_expiry("is not a finite number"));
     }
     if secs <= 0.0 {
-        return Err(invalid("is not positive"));
+        return Err(invalid_expiry("is not positive"));
     }
     Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// `expires_in` as [`parse_fast`] reads it: a number or a string, read as `Value` would read
+/// it but not built (anything else sends the body to the exhaustive parser).
+#[derive(Default)]
+enum FastExpires<'de> {
+    /// Absent or `null`.
+    #[default]
+    None,
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(Cow<'de, str>),
+}
+
+impl FastExpires<'_> {
+    fn duration(&self) -> Result<Option<Duration>, Malformed> {
+        match self {
+            FastExpires::None => Ok(None),
+            FastExpires::U64(u) => expires_secs(*u).map(Some),
+            // What `Value::as_f64` gives for these.
+            FastExpires::I64(i) => expires_f64(*i as f64).map(Some),
+            FastExpires::F64(f) => expires_f64(*f).map(Some),
+            FastExpires::Str(s) => expires_text(s).map(Some),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FastExpires<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExpiresVisitor;
+
+        impl<'de> Visitor<'de> for ExpiresVisitor {
+            type Value = FastExpires<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::None)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::U64(v))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::I64(v))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::F64(v))
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::Str(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FastExpires<'de>, E> {
+                Ok(FastExpires::Str(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_any(ExpiresVisitor)
+    }
 }
 
 struct RawVisitor<'a, 'de>(&'a mut RawResponse<'de>);
@@ -764,7 +845,7 @@ fn visit_map_fast<'de, A: MapAccess<'de>>(
             b"access_token" => raw.access_token = map.next_value::<TokenBytes<'de>>()?.0,
             b"token_type" => raw.token_type = map.next_value()?,
             b"type" if raw.type_alias_enabled => raw.type_alias = map.next_value()?,
-            b"expires_in" => raw.expires_in = Some(map.next_value()?),
+            b"expires_in" => raw.expires_in = map.next_value()?,
             b"refresh_token" => raw.refresh_token = map.next_value::<TokenBytes<'de>>()?.0,
             b"scope" => raw.scope = map.next_value()?,
             b"error" => return Err(de::Error::custom("an error response")),
