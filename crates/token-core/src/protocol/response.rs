@@ -599,7 +599,7 @@ fn token_response(
                 .into_iter()
                 .flatten()
                 .collect();
-                return Err(Malformed::UnsupportedTokenType(sanitize(&t, 32, &seen)));
+                return Err(Malformed::UnsupportedTokenType(sanitize(t, 32, &seen)));
             }
             Field::Other(_) => {
                 return Err(Malformed::InvalidField {
