@@ -294,12 +294,9 @@ fn parse_with<'r>(
     let body = body.strip_prefix(BOM).unwrap_or(body);
     if fast
         && status.is_success()
-        && let Some(result) = parse_fast(status, body, options)
+        && let Some(result) = parse_fast(status, headers, body, options)
     {
-        return result.map(|mut response| {
-            response.quota = quota(headers).map(Box::new);
-            response
-        });
+        return result;
     }
     let retry_after = || {
         headers
@@ -355,6 +352,7 @@ fn parse_with<'r>(
 /// [`TokenResponse::extra`].
 fn parse_fast(
     status: StatusCode,
+    headers: &HeaderMap,
     body: &[u8],
     options: ParseOptions,
 ) -> Option<Result<TokenResponse, Error>> {
@@ -376,6 +374,7 @@ fn parse_fast(
         })
     });
     let token = |t: Option<Cow<'_, str>>| t.map(Arc::from);
+    let quota = quota(headers).map(Box::new);
     Some(
         token_response(
             token(raw.access_token),
@@ -385,6 +384,7 @@ fn parse_fast(
             raw.expires_in.duration(),
             &raw.scope,
             extra,
+            quota,
         )
         .map_err(|reason| Error::Malformed { status, reason }),
     )
@@ -564,6 +564,7 @@ impl<'de> RawResponse<'de> {
                 .transpose(),
             &self.scope,
             extra,
+            None,
         )
     }
 }
@@ -577,6 +578,7 @@ fn token_response(
     expires_in: Result<Option<Duration>, Malformed>,
     scope: &Field<'_>,
     extra: Option<Box<Extra>>,
+    quota: Option<Box<Quota>>,
 ) -> Result<TokenResponse, Malformed> {
     {
         let access_token = access_token.map(AccessToken::new);
@@ -636,7 +638,7 @@ fn token_response(
             refresh_token,
             scope,
             extra,
-            quota: None,
+            quota,
         })
     }
 }
