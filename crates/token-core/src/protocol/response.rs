@@ -569,7 +569,9 @@ impl<'de> RawResponse<'de> {
     }
 }
 
-/// The checks after the tokens', in the same order for both parsers.
+/// The checks after the tokens', in the same order for both parsers. (The two parsers read
+/// into different structs; the fields come one by one.)
+#[allow(clippy::too_many_arguments)]
 fn token_response(
     access_token: Option<Arc<str>>,
     refresh_token: Option<Arc<str>>,
