@@ -200,6 +200,13 @@ pub fn json(status: u16, body: &str) -> http::Response<Vec<u8>> {
     r
 }
 
+/// An arbitrary origin for virtual time: the clock read once per process (here, so that
+/// token-core's own tests never read it); nothing depends on its value.
+pub fn origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
 /// The manager, virtual time, and what came out of it.
 pub struct Harness {
     pub mgr: TokenManager,
@@ -218,9 +225,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(config: ManagerConfig) -> Self {
-        // An arbitrary origin for virtual time, read once; nothing depends on its value.
-        #[allow(clippy::disallowed_methods)]
-        let start = Instant::now();
+        let start = origin();
         Self {
             mgr: TokenManager::new(config),
             start,

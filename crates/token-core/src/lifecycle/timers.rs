@@ -144,9 +144,7 @@ mod tests {
 
     #[test]
     fn updates_touch_only_what_changed_and_pop_in_order() {
-        // An arbitrary origin; nothing depends on its value.
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
+        let t0 = token_testkit::sansio::origin();
         let at = |s| t0 + Duration::from_secs(s);
         let mut table = TimerTable::default();
         let (mut a, mut b) = (Deadlines::default(), Deadlines::default());
