@@ -7,57 +7,33 @@
 //! client: no secret) and `REDIRECT_URI`, optionally `SCOPE` (space separated), `ISSUER` (the
 //! RFC 9207 `iss` to expect; default: the authorization endpoint's origin) and
 //! `AUTHORIZE_PARAMS` (more parameters for the authorization URL, space-separated `name=value`
-//! pairs, e.g. `prompt=consent resource=urn:example:api`). The example prints the authorization URL alone
-//! on one line, reads the URL the browser landed on from stdin, and prints
+//! pairs, e.g. `prompt=consent resource=urn:example:api`). The example prints the
+//! authorization URL alone on one line, reads the URL the browser landed on from stdin, and
+//! prints
 //! `ACCESS_TOKEN_OK <length>` and `REFRESH_TOKEN_OK <length>` (or `REFRESH_TOKEN_NONE`): never a
 //! token.
 
-mod sim_browser;
+mod auth_code_common;
 
 use std::env;
 use std::error::Error;
 use std::io::{self, BufRead as _};
 
+use auth_code_common::{Settings, without_query};
 use examples::human;
-use provider_sim::{PUBLIC_CLIENT_ID, Provider, Simulator};
-use token_core::{ConfigError, Credentials, presets};
+use provider_sim::Simulator;
 use transport_ureq::TokenClient;
-
-/// Where the authorization happens.
-struct Settings {
-    authorize_url: String,
-    token_url: String,
-    client_id: String,
-    scope: String,
-    redirect_uri: String,
-    issuer: Option<String>,
-    authorize_params: Vec<(String, String)>,
-}
 
 fn main() -> Result<(), Box<dyn Error>> {
     let sim = match env::var_os("AUTHORIZE_URL") {
         Some(_) => None,
         None => Some(Simulator::start()?),
     };
-    let settings = match &sim {
-        Some(sim) => simulated(sim),
-        None => from_env()?,
-    };
+    let settings = Settings::new(sim.as_ref())?;
 
-    let mut config = presets::generic(
-        &settings.token_url,
-        Credentials::without_secret(&settings.client_id),
-    )
-    .authorization_endpoint(&settings.authorize_url)
-    .scopes(settings.scope.split_whitespace());
-    if let Some(issuer) = &settings.issuer {
-        config = config.issuer(issuer);
-    }
-    for (name, value) in &settings.authorize_params {
-        config = config.authorization_param(name, value);
-    }
     let client = TokenClient::new();
-    let app = client.register(config.build()?);
+    // A public client (no secret) of that server: see `Settings::config` in auth_code_common.rs.
+    let app = client.register(settings.config()?);
 
     // 1. The URL to send the user's browser to: state and the PKCE challenge are in it; the
     //    verifier stays in this process.
@@ -69,7 +45,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let redirect = match &sim {
         Some(_) => {
             println!("authorize at {}?…", without_query(&url));
-            let redirect = sim_browser::redirect_of(&url)?;
+            let redirect = auth_code_common::redirect_of(&url)?;
             println!("redirected to {}?…", without_query(&redirect));
             redirect
         }
@@ -105,44 +81,4 @@ fn main() -> Result<(), Box<dyn Error>> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
-}
-
-/// The simulator's generic provider, its public client and one of its loopback redirect URIs.
-fn simulated(sim: &Simulator) -> Settings {
-    Settings {
-        authorize_url: sim
-            .authorize_url(Provider::Generic)
-            .expect("the simulator's generic provider has an authorization endpoint"),
-        token_url: sim.token_url(Provider::Generic),
-        client_id: PUBLIC_CLIENT_ID.to_owned(),
-        scope: "read".to_owned(),
-        redirect_uri: "http://127.0.0.1:53682/callback".to_owned(),
-        issuer: Some(sim.issuer(Provider::Generic)),
-        authorize_params: Vec::new(),
-    }
-}
-
-fn from_env() -> Result<Settings, ConfigError> {
-    let var = |name: &str| env::var(name).map_err(|_| ConfigError::MissingEnv(name.into()));
-    Ok(Settings {
-        authorize_url: var("AUTHORIZE_URL")?,
-        token_url: var("TOKEN_URL")?,
-        client_id: var("CLIENT_ID")?,
-        scope: env::var("SCOPE").unwrap_or_default(),
-        redirect_uri: var("REDIRECT_URI")?,
-        issuer: env::var("ISSUER").ok(),
-        authorize_params: env::var("AUTHORIZE_PARAMS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (name.to_owned(), value.to_owned())
-            })
-            .collect(),
-    })
-}
-
-/// A URL without its query (which carries the state, or the code).
-fn without_query(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
 }
