@@ -253,11 +253,16 @@ fn a_rejection_invalidates_only_the_rejected_generation() {
     assert_eq!(server.requests, 2);
 }
 
-/// Store operations run concurrently (a driver's pool, several connections): a load sent
-/// right after a 401 may reach the store before the invalidation does and bring the rejected
-/// token back. The manager must not serve it again.
-#[test]
-fn a_load_that_overtakes_the_invalidation_does_not_bring_the_rejected_token_back() {
+/// Two processes sharing one hour-long token through the store (A fetched it, B loaded it).
+struct Shared {
+    b: Harness,
+    kb: TokenKey,
+    server: FakeServer,
+    store: FakeStore,
+    first: String,
+}
+
+fn shared_token() -> Shared {
     let (mut a, mut b, ka, kb) = pair();
     let (mut server, mut store) = (FakeServer::new(3600), FakeStore::default());
     let _ = a.request(&ka);
@@ -265,6 +270,28 @@ fn a_load_that_overtakes_the_invalidation_does_not_bring_the_rejected_token_back
     let _ = b.request(&kb);
     b.serve_all(&mut server, &mut store, 2);
     let first = text(&b.request(&kb)).unwrap();
+    assert_eq!(server.requests, 1);
+    Shared {
+        b,
+        kb,
+        server,
+        store,
+        first,
+    }
+}
+
+/// Store operations run concurrently (a driver's pool, several connections): a load sent
+/// right after a 401 may reach the store before the invalidation does and bring the rejected
+/// token back. The manager must not serve it again.
+#[test]
+fn a_load_that_overtakes_the_invalidation_does_not_bring_the_rejected_token_back() {
+    let Shared {
+        mut b,
+        kb,
+        mut server,
+        mut store,
+        first,
+    } = shared_token();
     assert_eq!(server.requests, 1);
     // B's API call is refused; B asks again at once. Both the invalidation and the load are
     // on their way; the load arrives first.
@@ -299,13 +326,13 @@ fn a_load_that_overtakes_the_invalidation_does_not_bring_the_rejected_token_back
 
 #[test]
 fn an_invalidation_that_never_lands_costs_one_fetch_not_a_poll_loop() {
-    let (mut a, mut b, ka, kb) = pair();
-    let (mut server, mut store) = (FakeServer::new(3600), FakeStore::default());
-    let _ = a.request(&ka);
-    a.serve_all(&mut server, &mut store, 1);
-    let _ = b.request(&kb);
-    b.serve_all(&mut server, &mut store, 2);
-    let first = text(&b.request(&kb)).unwrap();
+    let Shared {
+        mut b,
+        kb,
+        mut server,
+        mut store,
+        first,
+    } = shared_token();
     assert!(
         b.mgr
             .invalidate(b.now, &kb, &AccessToken::new(first.clone()))
