@@ -5,14 +5,14 @@
 //! extra fetch.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use provider_sim::{CLIENT_ID, CLIENT_SECRET, Provider, Simulator};
 use token_core::{ClientSecret, Credentials, presets};
 use token_store_disk::DiskStore;
+use token_testkit::processes::{self, spawn_child};
 
 const CHILD: &str = "TOKEN_DISK_CHILD";
 
@@ -80,34 +80,19 @@ fn cache_dir(name: &str) -> PathBuf {
 }
 
 fn spawn(transport: &str, dir: &std::path::Path, sim: &Simulator, calls: usize, ms: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["disk_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, transport)
-        .env("CACHE_DIR", dir)
-        .env("TOKEN_URL", sim.token_url(Provider::Generic))
-        .env("CALLS", calls.to_string())
-        .env("INTERVAL_MS", ms.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn a child process")
+    let envs = [
+        (CHILD, transport.to_owned()),
+        ("CACHE_DIR", dir.display().to_string()),
+        ("TOKEN_URL", sim.token_url(Provider::Generic)),
+        ("CALLS", calls.to_string()),
+        ("INTERVAL_MS", ms.to_string()),
+    ];
+    spawn_child("disk_child", &envs)
 }
 
 /// Waits for every child and returns the token hashes each printed.
 fn outputs(children: Vec<Child>) -> Vec<Vec<String>> {
-    children
-        .into_iter()
-        .map(|mut child| {
-            let stdout = child.stdout.take().unwrap();
-            let lines = BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| l.starts_with("TOKEN "))
-                .collect();
-            assert!(child.wait().unwrap().success(), "a child failed");
-            lines
-        })
-        .collect()
+    processes::outputs(children, &["TOKEN "])
 }
 
 /// The scenarios one after the other (together they would overload a small machine).

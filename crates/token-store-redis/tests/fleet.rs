@@ -4,13 +4,13 @@
 //! lifetime between them; a lease holder killed mid-fetch costs one extra fetch; 401s across
 //! processes renew once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use provider_sim::{CLIENT_ID, CLIENT_SECRET, Provider, Simulator};
 use token_core::{ClientSecret, Credentials, presets};
 use token_store_redis::RedisStore;
+use token_testkit::processes::{outputs, spawn_child};
 use token_testkit::redis::RedisServer;
 
 const CHILD: &str = "TOKEN_FLEET_CHILD";
@@ -106,34 +106,15 @@ struct Fleet {
 }
 
 fn spawn(transport: &str, envs: &[(&str, String)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["fleet_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, transport)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.spawn().expect("spawn a child process")
+    let mut envs = envs.to_vec();
+    envs.push((CHILD, transport.to_owned()));
+    spawn_child("fleet_child", &envs)
 }
 
 impl Fleet {
     /// Waits for every child and returns the lines each printed (after `READY`).
     fn outputs(self) -> Vec<Vec<String>> {
-        self.children
-            .into_iter()
-            .map(|mut child| {
-                let stdout = child.stdout.take().unwrap();
-                let lines: Vec<String> = BufReader::new(stdout)
-                    .lines()
-                    .map_while(Result::ok)
-                    .filter(|l| l.starts_with("TOKEN ") || l.starts_with("STATUS "))
-                    .collect();
-                assert!(child.wait().unwrap().success(), "a child failed");
-                lines
-            })
-            .collect()
+        outputs(self.children, &["TOKEN ", "STATUS "])
     }
 }
 
