@@ -46,10 +46,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use token_core::{
-    ClientConfig, RequestId, StoreFailure, StoreOpId, StoreReply, StoreRequest, Token, TokenKey,
-    TokenRequest, TransportErrorKind, TransportFailure,
+    ClientConfig, StoreFailure, StoreReply, StoreRequest, Token, TokenKey, TokenRequest,
+    TransportErrorKind, TransportFailure,
 };
-use token_driver::{Driver, Executor, HandleCore, KeySlot, Wake};
+use token_driver::{Driver, Executor, HandleCore, KeySlot, Report, Wake};
+
+/// How a job that never finished is reported ("the token request …", "the store operation …").
+const ABANDONED: &str = "task was dropped (no runtime, or it shut down)";
 use tracing::Instrument as _;
 
 pub use token_core;
@@ -392,7 +395,7 @@ impl Executor for ReqwestExecutor {
         let span = token_driver::request_span(&request);
         let http = self.http.clone();
         let permits = Arc::clone(&self.permits);
-        let report = Report::request(driver, request.id);
+        let report = Report::request(driver, request.id, ABANDONED);
         self.spawn(
             async move {
                 let mut report = report;
@@ -406,7 +409,7 @@ impl Executor for ReqwestExecutor {
     }
 
     fn store(&self, driver: &Arc<Driver>, request: StoreRequest) {
-        let mut report = Report::store(driver, request.id);
+        let mut report = Report::store(driver, request.id, ABANDONED);
         let Some(store) = self.store.clone() else {
             report.finish_store(StoreReply::Failed(StoreFailure::new("no store configured")));
             return;
@@ -426,77 +429,6 @@ impl Executor for ReqwestExecutor {
 
     fn wake(&self) {
         self.control.wake.notify_one();
-    }
-}
-
-/// Reports a request's (or store operation's) outcome exactly once: with its result, or, if
-/// the task is dropped (a runtime shutting down) or never runs, as a failure, so no key waits
-/// on work nobody will finish.
-struct Report {
-    driver: Arc<Driver>,
-    pending: Option<Pending>,
-}
-
-#[derive(Clone, Copy)]
-enum Pending {
-    Request(RequestId),
-    Store(StoreOpId),
-}
-
-impl Report {
-    fn request(driver: &Arc<Driver>, id: RequestId) -> Self {
-        Self {
-            driver: Arc::clone(driver),
-            pending: Some(Pending::Request(id)),
-        }
-    }
-
-    fn store(driver: &Arc<Driver>, id: StoreOpId) -> Self {
-        Self {
-            driver: Arc::clone(driver),
-            pending: Some(Pending::Store(id)),
-        }
-    }
-
-    fn sent(&self) {
-        if let Some(Pending::Request(id)) = self.pending {
-            self.driver.sent(id);
-        }
-    }
-
-    // The report is marked done only once it went through: if reporting panics, the drop
-    // guard reports a failure instead.
-    fn finish(&mut self, outcome: Result<http::Response<Vec<u8>>, TransportFailure>) {
-        if let Some(Pending::Request(id)) = self.pending {
-            self.driver.complete(id, outcome);
-            self.pending = None;
-        }
-    }
-
-    fn finish_store(&mut self, reply: StoreReply) {
-        if let Some(Pending::Store(id)) = self.pending {
-            self.driver.complete_store(id, reply);
-            self.pending = None;
-        }
-    }
-}
-
-impl Drop for Report {
-    fn drop(&mut self) {
-        match self.pending.take() {
-            Some(Pending::Request(id)) => self.driver.complete(
-                id,
-                Err(TransportFailure::new(
-                    TransportErrorKind::Other,
-                    "the token request task was dropped (no runtime, or it shut down)",
-                )),
-            ),
-            Some(Pending::Store(id)) => self.driver.complete_store(
-                id,
-                StoreReply::Failed(StoreFailure::new("the store task was dropped")),
-            ),
-            None => {}
-        }
     }
 }
 

@@ -49,7 +49,10 @@ use token_core::{
     ClientConfig, StoreFailure, StoreReply, StoreRequest, Token, TokenKey, TokenRequest,
     TransportErrorKind, TransportFailure,
 };
-use token_driver::{Driver, Executor, HandleCore, Wake};
+use token_driver::{Driver, Executor, HandleCore, Report, Wake};
+
+/// How a job that never finished is reported ("the token request …", "the store operation …").
+const ABANDONED: &str = "was abandoned (a panic, or the client shutting down)";
 
 pub use token_core;
 pub use token_driver::{
@@ -324,7 +327,7 @@ struct UreqExecutor {
 impl Executor for UreqExecutor {
     fn send(&self, driver: &Arc<Driver>, request: TokenRequest) {
         let agent = self.token_agent.clone();
-        let mut report = Report::request(driver, request.id);
+        let mut report = Report::request(driver, request.id, ABANDONED);
         self.pool.submit(Box::new(move || {
             let span = token_driver::request_span(&request);
             let _entered = span.enter();
@@ -338,7 +341,7 @@ impl Executor for UreqExecutor {
     }
 
     fn store(&self, driver: &Arc<Driver>, request: StoreRequest) {
-        let mut report = Report::store(driver, request.id);
+        let mut report = Report::store(driver, request.id, ABANDONED);
         let Some(store) = self.store.clone() else {
             report.finish_store(StoreReply::Failed(StoreFailure::new("no store configured")));
             return;
@@ -351,77 +354,6 @@ impl Executor for UreqExecutor {
 
     fn wake(&self) {
         self.signal.wake();
-    }
-}
-
-/// Reports a request's (or store operation's) outcome exactly once: with its result, or, if
-/// the job panics or is dropped unrun (the client shutting down), as a failure, so nobody
-/// waits on work nobody will finish.
-struct Report {
-    driver: Arc<Driver>,
-    pending: Option<Pending>,
-}
-
-#[derive(Clone, Copy)]
-enum Pending {
-    Request(token_core::RequestId),
-    Store(token_core::StoreOpId),
-}
-
-impl Report {
-    fn request(driver: &Arc<Driver>, id: token_core::RequestId) -> Self {
-        Self {
-            driver: Arc::clone(driver),
-            pending: Some(Pending::Request(id)),
-        }
-    }
-
-    fn store(driver: &Arc<Driver>, id: token_core::StoreOpId) -> Self {
-        Self {
-            driver: Arc::clone(driver),
-            pending: Some(Pending::Store(id)),
-        }
-    }
-
-    fn sent(&self) {
-        if let Some(Pending::Request(id)) = self.pending {
-            self.driver.sent(id);
-        }
-    }
-
-    // The report is marked done only once it went through: if reporting panics, the drop
-    // guard reports a failure instead.
-    fn finish(&mut self, outcome: Result<http::Response<Vec<u8>>, TransportFailure>) {
-        if let Some(Pending::Request(id)) = self.pending {
-            self.driver.complete(id, outcome);
-            self.pending = None;
-        }
-    }
-
-    fn finish_store(&mut self, reply: StoreReply) {
-        if let Some(Pending::Store(id)) = self.pending {
-            self.driver.complete_store(id, reply);
-            self.pending = None;
-        }
-    }
-}
-
-impl Drop for Report {
-    fn drop(&mut self) {
-        match self.pending.take() {
-            Some(Pending::Request(id)) => self.driver.complete(
-                id,
-                Err(TransportFailure::new(
-                    TransportErrorKind::Other,
-                    "the token request was abandoned (a panic, or the client shutting down)",
-                )),
-            ),
-            Some(Pending::Store(id)) => self.driver.complete_store(
-                id,
-                StoreReply::Failed(StoreFailure::new("the store operation was abandoned")),
-            ),
-            None => {}
-        }
     }
 }
 
